@@ -1,0 +1,41 @@
+"""scipion-em-redprior: learned (RED / CW-RED) priors for RELION refinement in Scipion."""
+from setuptools import setup, find_packages
+
+# Static version on purpose: a setup.py that imports the package breaks sdist builds
+# when pyworkflow is not installed yet.
+VERSION = "0.1.0"
+
+setup(
+    name="scipion-em-redprior",
+    version=VERSION,
+    description="Scipion plugin: regularisation by denoising (RED / CW-RED) priors "
+                "for RELION 3D auto-refine (Kimanius et al. 2021)",
+    long_description=open("README.md").read(),
+    long_description_content_type="text/markdown",
+    license="GPLv3",
+    python_requires=">=3.8",
+    packages=find_packages(include=["redprior", "redprior.*"]),
+    include_package_data=True,
+    package_data={"redprior": ["protocols.conf", "*.png", "data/*", "data/*/*",
+                               "templates/*.json.template"]},
+    install_requires=[
+        "scipion-pyworkflow>=3.11",
+        "scipion-em>=3.11",
+        "numpy",
+        "scipy",
+        "mrcfile",
+        "emtable",
+        "gemmi",
+        "tensorflow-cpu",
+    ],
+    extras_require={"test": ["pytest", "finufft"]},
+    entry_points={
+        "pyworkflow.plugin": ["redprior = redprior"],
+        "console_scripts": [
+            "redprior_exrecon = redprior.exrecon:main",
+            "redprior_worker = redprior.worker:main",
+            "redprior_demo = redprior.demo:main",
+        ],
+    },
+    classifiers=["Programming Language :: Python :: 3"],
+)
