@@ -1,0 +1,128 @@
+"""Denoiser models for RED: loading, resampling to the model's grid, inference.
+
+A model is a Keras 3 `.keras` file plus a `<name>.json` sidecar with what RED needs to use
+it correctly: box and pixel size it was trained at, the normalisation ('standardise': per
+map (x - mean) / std before the network, undone after), whether it predicts the residual,
+and a description. TensorFlow is imported only here, and only when a model is used.
+"""
+import json
+import os
+
+import numpy as np
+
+from .fourier import fourier_resample, pad_or_crop
+
+BUILTIN_NAME = "builtin-smooth-positive"
+BUILTIN_DESCRIPTION = (
+    "built-in fixed-weight Keras model (not learned): per-map standardisation, a 5^3 "
+    "Gaussian convolution (sigma 1 voxel) and a ReLU, i.e. a smooth, positive density; "
+    "a placeholder until a U-Net trained by 'train denoiser' is chosen")
+
+# The models pool by 2 per level; an input must be divisible by this.
+DEFAULT_MULTIPLE = 8
+
+
+class DenoiserError(ValueError):
+    pass
+
+
+def metadata_path(model_path):
+    return os.path.splitext(model_path)[0] + ".json"
+
+
+def read_metadata(model_path):
+    meta_file = metadata_path(model_path)
+    if not os.path.exists(model_path):
+        raise DenoiserError(f"Denoiser model {model_path} does not exist.")
+    if not os.path.exists(meta_file):
+        raise DenoiserError(f"Denoiser model {model_path} has no metadata file {meta_file} "
+                            "(box, pixel size, normalisation). Re-save it with redprior.")
+    with open(meta_file) as fh:
+        meta = json.load(fh)
+    for key in ("box", "pixel_size", "normalisation"):
+        if key not in meta:
+            raise DenoiserError(f"{meta_file} lacks '{key}'.")
+    return meta
+
+
+def _gaussian_kernel(sigma=1.0, size=5):
+    c = np.arange(size) - size // 2
+    g = np.exp(-(c ** 2) / (2 * sigma ** 2))
+    k = g[:, None, None] * g[None, :, None] * g[None, None, :]
+    return (k / k.sum()).astype(np.float32)
+
+
+def write_builtin_model(path, box, pixel_size):
+    """Build and save the fixed-weight placeholder model (see BUILTIN_DESCRIPTION)."""
+    import keras
+
+    inp = keras.Input(shape=(None, None, None, 1))
+    conv = keras.layers.Conv3D(1, 5, padding="same", use_bias=False, name="gaussian")
+    out = keras.layers.ReLU()(conv(inp))
+    model = keras.Model(inp, out, name="smooth_positive")
+    conv.set_weights([_gaussian_kernel()[..., None, None]])
+    model.save(path)
+    meta = {"name": BUILTIN_NAME, "description": BUILTIN_DESCRIPTION, "box": int(box),
+            "pixel_size": float(pixel_size), "normalisation": "standardise",
+            "residual": False, "multiple": 1}
+    with open(metadata_path(path), "w") as fh:
+        json.dump(meta, fh, indent=1)
+    return path
+
+
+class Denoiser:
+    """A loaded model that maps a real-space map to its denoised version on the same grid."""
+
+    MAX_RESAMPLE = 2.0  # refuse pixel-size ratios beyond this: the model never saw such maps
+
+    def __init__(self, model_path):
+        self.path = model_path
+        self.meta = read_metadata(model_path)
+        import keras  # heavy: only when a model is really used
+
+        try:
+            self.model = keras.saving.load_model(model_path, compile=False)
+        except Exception as exc:
+            raise DenoiserError(f"Cannot load denoiser {model_path}: {exc}") from exc
+
+    @property
+    def pixel_size(self):
+        return float(self.meta["pixel_size"])
+
+    def check_compatible(self, box, pixel_size):
+        """Message why a map of this box/pixel size cannot be denoised, or '' if it can."""
+        ratio = pixel_size / self.pixel_size
+        if ratio > self.MAX_RESAMPLE or ratio < 1.0 / self.MAX_RESAMPLE:
+            return (f"The denoiser {os.path.basename(self.path)} was trained at "
+                    f"{self.pixel_size:g} A/px; maps at {pixel_size:g} A/px would need resampling "
+                    f"by {ratio:.2f}x (allowed {1 / self.MAX_RESAMPLE:g}-{self.MAX_RESAMPLE:g}). "
+                    "Rescale the particles (e.g. relion_preprocess --rescale) or train a denoiser "
+                    "at this pixel size.")
+        return ""
+
+    def _network(self, vol):
+        mult = int(self.meta.get("multiple", DEFAULT_MULTIPLE)) or 1
+        n = vol.shape[0]
+        n_net = int(np.ceil(n / mult) * mult)
+        x = pad_or_crop(vol, n_net, fill=float(np.mean(vol)))
+        y = np.asarray(self.model(x[None, ..., None].astype(np.float32), training=False))[0, ..., 0]
+        if self.meta.get("residual", False):
+            y = x - y
+        return pad_or_crop(y, n)
+
+    def __call__(self, vol, pixel_size):
+        msg = self.check_compatible(vol.shape[0], pixel_size)
+        if msg:
+            raise DenoiserError(msg)
+        n = vol.shape[0]
+        # Bring the map onto the model's pixel size by Fourier cropping/padding.
+        n_model = int(round(n * pixel_size / self.pixel_size / 2.0)) * 2
+        x = fourier_resample(vol, n_model) if n_model != n else vol
+        mean, std = float(x.mean()), float(x.std())
+        if self.meta["normalisation"] == "standardise":
+            if std <= 0:
+                return vol.copy()
+            y = self._network((x - mean) / std) * std + mean
+        else:
+            y = self._network(x)
+        return fourier_resample(y, n) if n_model != n else y.astype(np.float32)

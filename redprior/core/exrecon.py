@@ -1,0 +1,146 @@
+"""The program RELION runs through RELION_EXTERNAL_RECONSTRUCT_EXECUTABLE.
+
+RELION appends the STAR path to the command, so options come first:
+    python -m redprior_exrecon --mode cwred --model m.keras --angpix 2 --log ext.log X.star
+It reads B, K, tau2 and the FSC, applies update (17) with the lambda of the chosen schedule,
+writes the real-space map RELION expects (atomically: both halves run at the same time) and
+removes RELION's large intermediate files unless --keep. Any failure exits non-zero with a
+readable message, which stops RELION: the prior is never dropped silently.
+"""
+import argparse
+import fcntl
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+from . import red
+from .relion import (ContractError, cleanup, load_fourier, read_job, red_update,
+                     unregularised_map, write_result)
+
+LOG_HEADER = "# redprior external reconstruct log: one line per RELION call\n"
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="redprior_exrecon", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("star", help="RELION's *_external_reconstruct.star (appended by RELION)")
+    p.add_argument("--mode", choices=red.MODES, default=red.GAUSSIAN,
+                   help="gaussian: RELION's own prior (lambda 0); red: fixed lambda; "
+                        "cwred: lambda from the half-map resolution")
+    p.add_argument("--lambda", dest="lam", type=float, default=1.0,
+                   help="RED lambda (red mode), or its maximum (cwred mode)")
+    p.add_argument("--cw-low", type=float, default=10.0, help="CW-RED: lambda 0 worse than this (A)")
+    p.add_argument("--cw-high", type=float, default=4.5, help="CW-RED: lambda 1 better than this (A)")
+    p.add_argument("--fsc-threshold", type=float, default=0.143)
+    p.add_argument("--model", help="denoiser .keras file (with its .json metadata)")
+    p.add_argument("--angpix", type=float, default=0.0, help="pixel size of the maps (A)")
+    p.add_argument("--minres-map", type=int, default=5,
+                   help="no prior below this shell (relion_refine uses 5)")
+    p.add_argument("--gridding-iterations", type=int, default=10)
+    p.add_argument("--log", help="append one line per call to this file")
+    p.add_argument("--record", help="also save x~ = B/K (real space) and the FSC here")
+    p.add_argument("--keep", action="store_true", help="keep RELION's B/K files")
+    p.add_argument("--o", dest="output", help="write the map here instead of rlnExtReconsResult")
+    return p
+
+
+def append_log(path, record):
+    """One JSON line per call; the lock keeps the two halves' lines whole."""
+    if not path:
+        return
+    new = not os.path.exists(path)
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        if new:
+            fh.write(LOG_HEADER)
+        fh.write(json.dumps(record) + "\n")
+        fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def read_log(path):
+    """The records of a log written by append_log (for protocols and viewers)."""
+    out = []
+    if path and os.path.exists(path):
+        with open(path) as fh:
+            for line in fh:
+                if line.strip() and not line.startswith("#"):
+                    out.append(json.loads(line))
+    return out
+
+
+def run(args):
+    t0 = time.time()
+    job = read_job(args.star)
+    if args.output:
+        job.result = args.output
+    if args.mode != red.GAUSSIAN:
+        if not args.model:
+            raise ContractError(f"--mode {args.mode} needs --model (a denoiser .keras file).")
+        if args.angpix <= 0:
+            raise ContractError(f"--mode {args.mode} needs --angpix (pixel size in A).")
+    b, k = load_fourier(job)
+    if not (np.all(np.isfinite(b)) and np.all(np.isfinite(k))):
+        raise ContractError(f"RELION's data for {args.star} contain NaN or infinite values.")
+    angpix = args.angpix if args.angpix > 0 else 1.0
+    resolution = red.resolution_from_fsc(job.fsc, job.ori_size, angpix, args.fsc_threshold)
+    lam = red.schedule_lambda(args.mode, resolution, args.lam, args.cw_low, args.cw_high)
+    x_tilde = None
+    if lam > 0 or args.record:
+        x_tilde = unregularised_map(job, b, k, args.gridding_iterations)
+    if args.record:
+        _record(args.record, job, x_tilde, angpix, resolution)
+    denoised = None
+    if lam > 0:
+        from .denoiser import Denoiser  # TensorFlow only when it is needed
+
+        denoised = Denoiser(args.model)(x_tilde, args.angpix)
+        if not np.all(np.isfinite(denoised)):
+            raise ContractError(f"The denoiser {args.model} returned NaN or infinite values.")
+    vol = red_update(job, b, k, denoised, lam, args.minres_map, args.gridding_iterations)
+    if not np.all(np.isfinite(vol)):
+        raise ContractError(f"The reconstruction of {args.star} has NaN or infinite values.")
+    write_result(job, vol, args.angpix)
+    if not args.keep:
+        cleanup(job)
+    rec = {"iteration": job.iteration, "half": job.half, "resolution": _finite(resolution),
+           "lambda": lam, "mode": args.mode, "current_size": job.current_size,
+           "pad": job.pad, "seconds": round(time.time() - t0, 3), "star": os.path.basename(args.star)}
+    append_log(args.log, rec)
+    return rec
+
+
+def _finite(x):
+    return float(x) if np.isfinite(x) else None
+
+
+def _record(folder, job, x_tilde, angpix, resolution):
+    from .mrcio import write_map
+
+    os.makedirs(folder, exist_ok=True)
+    root = os.path.join(folder, f"it{job.iteration:03d}_half{job.half}")
+    write_map(root + "_unreg.mrc", x_tilde, angpix)
+    with open(root + "_fsc.json", "w") as fh:
+        json.dump({"fsc": list(map(float, job.fsc)), "resolution": _finite(resolution),
+                   "ori_size": job.ori_size, "pixel_size": angpix}, fh)
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        run(args)
+    except Exception as exc:  # RELION shows only our exit status: say what happened
+        msg = f"redprior_exrecon failed on {args.star}: {type(exc).__name__}: {exc}"
+        print(msg, file=sys.stderr)
+        try:
+            append_log(args.log, {"error": msg, "star": os.path.basename(args.star)})
+        except OSError:
+            pass
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
