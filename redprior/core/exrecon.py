@@ -41,6 +41,8 @@ def build_parser():
                    help="no prior below this shell (relion_refine uses 5)")
     p.add_argument("--gridding-iterations", type=int, default=10)
     p.add_argument("--log", help="append one line per call to this file")
+    p.add_argument("--worker", help="socket of a running denoiser worker (redprior_worker); "
+                                    "without one the model is loaded in this process")
     p.add_argument("--record", help="also save x~ = B/K (real space) and the FSC here")
     p.add_argument("--keep", action="store_true", help="keep RELION's B/K files")
     p.add_argument("--o", dest="output", help="write the map here instead of rlnExtReconsResult")
@@ -92,11 +94,9 @@ def run(args):
         x_tilde = unregularised_map(job, b, k, args.gridding_iterations)
     if args.record:
         _record(args.record, job, x_tilde, angpix, resolution)
-    denoised = None
+    denoised, where = None, ""
     if lam > 0:
-        from .denoiser import Denoiser  # TensorFlow only when it is needed
-
-        denoised = Denoiser(args.model)(x_tilde, args.angpix)
+        denoised, where = _denoise(args, x_tilde)
         if not np.all(np.isfinite(denoised)):
             raise ContractError(f"The denoiser {args.model} returned NaN or infinite values.")
     vol = red_update(job, b, k, denoised, lam, args.minres_map, args.gridding_iterations)
@@ -107,9 +107,23 @@ def run(args):
         cleanup(job)
     rec = {"iteration": job.iteration, "half": job.half, "resolution": _finite(resolution),
            "lambda": lam, "mode": args.mode, "current_size": job.current_size,
-           "pad": job.pad, "seconds": round(time.time() - t0, 3), "star": os.path.basename(args.star)}
+           "pad": job.pad, "seconds": round(time.time() - t0, 3), "denoiser": where,
+           "star": os.path.basename(args.star)}
     append_log(args.log, rec)
     return rec
+
+
+def _denoise(args, x_tilde):
+    """f(x~), from the worker when one runs, else by loading the model here."""
+    if args.worker:
+        from .worker import denoise_remote
+        try:
+            return denoise_remote(args.worker, x_tilde, args.angpix), "worker"
+        except ConnectionError as exc:
+            print(f"redprior_exrecon: {exc}; loading the model in this process", file=sys.stderr)
+    from .denoiser import Denoiser  # TensorFlow only when it is needed
+
+    return Denoiser(args.model)(x_tilde, args.angpix), "in-process"
 
 
 def _finite(x):

@@ -4,8 +4,10 @@ import numpy as np
 
 def radial_index_rfft(n, dims=3):
     """Integer shell index round(|k|) for every voxel of an rfftn grid of an n^dims box."""
-    k = np.fft.fftfreq(n) * n
-    kr = np.fft.rfftfreq(n) * n
+    # integer frequencies (fftfreq * n is inexact for n not a power of 2, which moves
+    # voxels at exact half-integer radii to the wrong shell)
+    k = ((np.arange(n) + n // 2) % n - n // 2).astype(np.float64)
+    kr = np.arange(n // 2 + 1, dtype=np.float64)
     if dims == 2:
         ky, kx = np.meshgrid(k, kr, indexing="ij")
         r = np.sqrt(ky ** 2 + kx ** 2)

@@ -1,0 +1,153 @@
+"""Benchmark of the external-reconstruct program and of a CW-RED refinement against plain RELION.
+
+Prints:
+  1. the program's time per call at box 64 (pad 2): Gaussian mode, CW-RED with the model
+     loaded in the process ("cold": TensorFlow starts every call, as RELION calls it) and
+     CW-RED through a running denoiser worker ("warm"); relion_external_reconstruct for scale;
+  2. the wall-time ratio of a CW-RED auto-refine (our hook + worker) to a plain RELION
+     auto-refine (no hook) on the same simulated data (box 64, 2 A/px, --particles, same seed).
+
+    venv/bin/python benchmarks/bench_exrecon.py [--particles 2000] [--skip-refine]
+Needs RELION (relion_refine_mpi, mpirun). Part 2 takes ~20-40 min on 2 cores.
+"""
+import argparse
+import glob
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("REDPRIOR_CORE_ONLY", "1")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from redprior.core import fourier, particles_star, simulate, structure  # noqa: E402
+from redprior.core.denoiser import write_builtin_model  # noqa: E402
+from redprior.core.mrcio import write_map  # noqa: E402
+from redprior.core.worker import stop, wait_ready  # noqa: E402
+
+BOX, PIX = 64, 2.0
+ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+           OMPI_MCA_rmaps_base_oversubscribe="1")
+
+
+def make_data(folder, n, snr, seed):
+    gt = structure.potential_map(structure.DEMO_MODEL, BOX, PIX)
+    sim = simulate.simulate_particles(gt, PIX, n, snr=snr, seed=seed)
+    particles_star.write_particles(sim, PIX, folder)
+    write_map(os.path.join(folder, "ref.mrc"), fourier.lowpass(gt, PIX, 30.0), PIX)
+    write_builtin_model(os.path.join(folder, "model.keras"), BOX, PIX)
+    return sim
+
+
+def refine_args(out, extra=()):
+    return ["--o", out, "--auto_refine", "--split_random_halves", "--i", "particles.star",
+            "--ref", "ref.mrc", "--ini_high", "30", "--particle_diameter", "115",
+            "--flatten_solvent", "--zero_mask", "--oversampling", "1", "--healpix_order", "1",
+            "--auto_local_healpix_order", "3", "--offset_range", "2", "--offset_step", "1",
+            "--sym", "C1", "--low_resol_join_halves", "40", "--norm", "--scale", "--j", "1",
+            "--pool", "30", "--dont_combine_weights_via_disc", "--preread_images",
+            "--random_seed", "42", "--pad", "2", *extra]
+
+
+def timed(cmd, cwd, env=ENV):
+    t0 = time.time()
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    if proc.returncode:
+        sys.exit(f"FAILED: {' '.join(cmd)}\n{proc.stdout[-1500:]}\n{proc.stderr[-1500:]}")
+    return time.time() - t0
+
+
+def exrecon_cmd(*args):
+    return [sys.executable, os.path.join(REPO, "redprior_exrecon.py"), *args]
+
+
+def start_worker(folder):
+    sock = os.path.join(tempfile.mkdtemp(prefix="rpw_"), "w.sock")
+    proc = subprocess.Popen([sys.executable, os.path.join(REPO, "redprior_worker.py"),
+                             "--model", os.path.join(folder, "model.keras"), "--socket", sock],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if not wait_ready(sock, proc):
+        sys.exit("denoiser worker did not start")
+    return proc, sock
+
+
+def per_call(folder):
+    """Keep the files of one RELION iteration (box 64, pad 2), then time calls on them."""
+    os.makedirs(os.path.join(folder, "calls"), exist_ok=True)
+    hook = " ".join(exrecon_cmd("--mode", "gaussian", "--keep"))
+    timed(["relion_refine", "--o", "calls/run", "--i", "particles.star", "--ref", "ref.mrc",
+           "--iter", "1", "--K", "1", "--ini_high", "30", "--particle_diameter", "115",
+           "--healpix_order", "1", "--offset_range", "2", "--offset_step", "1", "--norm",
+           "--scale", "--pad", "2", "--external_reconstruct", "--preread_images", "--j", "1",
+           "--dont_combine_weights_via_disc", "--random_seed", "1"],
+          folder, dict(ENV, RELION_EXTERNAL_RECONSTRUCT_EXECUTABLE=hook))
+    star = os.path.relpath(glob.glob(os.path.join(folder, "calls/run_it001*_external_reconstruct.star"))[0], folder)
+    common = ["--keep", "--angpix", str(PIX), "--o", "calls/out.mrc"]
+    cw = ["--mode", "red", "--model", "model.keras"]  # red: lambda > 0 whatever the FSC
+    rows = [("relion_external_reconstruct", ["relion_external_reconstruct", star, "--o", "calls/rel.mrc"]),
+            ("ours, Gaussian (lambda 0)", exrecon_cmd(*common, star)),
+            ("ours, RED, model loaded per call (cold)", exrecon_cmd(*common, *cw, star))]
+    worker, sock = start_worker(folder)
+    rows.append(("ours, RED, through the worker (warm)", exrecon_cmd(*common, *cw, "--worker", sock, star)))
+    print(f"\n1. Time per call at box {BOX}, pad 2 (3 runs each, seconds, whole process):")
+    try:
+        for label, cmd in rows:
+            times = [timed(cmd, folder) for _ in range(3)]
+            print(f"   {label:42s} {min(times):6.2f}  (runs: {', '.join(f'{t:.2f}' for t in times)})")
+    finally:
+        stop(sock)
+        worker.wait(30)
+
+
+def refinements(folder, mpi=3):
+    """Plain RELION (no hook) vs CW-RED (our hook + worker) on the same data and seed."""
+    mpirun = ["mpirun", "--oversubscribe", "-n", str(mpi), "relion_refine_mpi"]
+    for d in ("plain", "cwred"):
+        os.makedirs(os.path.join(folder, d), exist_ok=True)
+    print("\n2. Auto-refine wall time (healpix 1, local from 3, offset range 2 / step 1, pad 2, "
+          f"{mpi} MPI ranks, 1 thread):", flush=True)
+    t_plain = timed(mpirun + refine_args("plain/run"), folder)
+    print(f"   plain RELION (no hook):        {t_plain:7.0f} s", flush=True)
+    worker, sock = start_worker(folder)
+    try:
+        hook = " ".join(exrecon_cmd("--mode", "cwred", "--model", os.path.join(folder, "model.keras"),
+                                    "--angpix", str(PIX), "--worker", sock,
+                                    "--log", os.path.join(folder, "cwred", "log.jsonl")))
+        t_cw = timed(mpirun + refine_args("cwred/run", ["--external_reconstruct"]), folder,
+                     dict(ENV, RELION_EXTERNAL_RECONSTRUCT_EXECUTABLE=hook))
+    finally:
+        stop(sock)
+        worker.wait(30)
+    print(f"   CW-RED (hook + worker):        {t_cw:7.0f} s")
+    print(f"   ratio CW-RED / plain:          {t_cw / t_plain:7.3f}")
+    for d in ("plain", "cwred"):
+        its = len(glob.glob(os.path.join(folder, d, "run_it*_optimiser.star"))) - 1
+        print(f"   {d}: {its} iterations")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--particles", type=int, default=2000)
+    p.add_argument("--snr", type=float, default=0.05)
+    p.add_argument("--seed", type=int, default=11)
+    p.add_argument("--folder", default="")
+    p.add_argument("--skip-refine", action="store_true")
+    args = p.parse_args()
+    if shutil.which("relion_refine_mpi") is None:
+        sys.exit("RELION is needed (apt-get install relion openmpi-bin)")
+    folder = args.folder or tempfile.mkdtemp(prefix="redprior_bench_")
+    os.makedirs(folder, exist_ok=True)
+    t0 = time.time()
+    make_data(folder, args.particles, args.snr, args.seed)
+    print(f"data: {args.particles} particles, box {BOX}, {PIX} A/px, SNR {args.snr}, seed "
+          f"{args.seed}, simulated in {time.time() - t0:.1f} s; folder {folder}")
+    per_call(folder)
+    if not args.skip_refine:
+        refinements(folder)
+
+
+if __name__ == "__main__":
+    main()
