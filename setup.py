@@ -15,6 +15,9 @@ setup(
     license="GPLv3",
     python_requires=">=3.8",
     packages=find_packages(include=["redprior", "redprior.*"]),
+    # Top-level modules: Scipion's environment set before pyworkflow is imported, and
+    # RELION's external-reconstruct hook (kept outside the package to skip importing pwem).
+    py_modules=["redprior_env", "redprior_exrecon", "redprior_worker"],
     include_package_data=True,
     package_data={"redprior": ["protocols.conf", "*.png", "data/*", "data/*/*",
                                "templates/*.json.template"]},
@@ -27,14 +30,19 @@ setup(
         "emtable",
         "gemmi",
         "tensorflow-cpu",
+        # STAR <-> SetOfParticles conversion (relion.convert); Debian RELION is not needed
+        # to import it.
+        "scipion-em-relion",
+        # projections in core.simulate (used by the simulate protocol at run time)
+        "finufft",
     ],
-    extras_require={"test": ["pytest", "finufft"]},
+    extras_require={"test": ["pytest"]},
     entry_points={
         "pyworkflow.plugin": ["redprior = redprior"],
         "console_scripts": [
-            "redprior_exrecon = redprior.exrecon:main",
-            "redprior_worker = redprior.worker:main",
-            "redprior_demo = redprior.demo:main",
+            "redprior_exrecon = redprior_exrecon:main",
+            "redprior_worker = redprior_worker:main",
+            "redprior_demo = redprior_env:demo_main",
         ],
     },
     classifiers=["Programming Language :: Python :: 3"],

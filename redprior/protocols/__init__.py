@@ -1,0 +1,3 @@
+"""Protocols of the redprior plugin; Scipion discovers only the names exported here."""
+from .protocol_simulate import ProtRedPriorSimulate
+from .protocol_refine import ProtRedPriorRefine

@@ -1,0 +1,382 @@
+"""'CW-RED 3D auto-refine': RELION 3D auto-refine with our external-reconstruct program.
+
+RELION (relion_refine_mpi --auto_refine --split_random_halves --external_reconstruct) runs
+the E-step and calls `redprior_exrecon` for every M-step; that program applies the Gaussian
+(RELION's own), RED or CW-RED update. Only flags that RELION 3.1 knows are passed (RELION 4
+and 5 accept the same ones; RELION 5 also writes pixel size and particle diameter into the
+external STAR, which we do not need because the pixel size is passed with --angpix).
+"""
+import glob
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import pyworkflow.protocol.params as params
+from pyworkflow import BETA
+from pyworkflow.protocol.constants import STEPS_SERIAL
+from pwem.constants import ALIGN_PROJ
+from pwem.objects import FSC, SetOfParticles, Volume
+from pwem.protocols import ProtRefine3D
+
+from redprior import Plugin
+
+PRIOR_GAUSSIAN, PRIOR_RED, PRIOR_CWRED = 0, 1, 2
+PRIOR_MODES = ['gaussian', 'red', 'cwred']
+PRIOR_LABELS = ['Gaussian (plain RELION)', 'RED', 'CW-RED']
+EXRECON_LOG = 'exrecon_log.jsonl'
+
+
+class ProtRedPriorRefine(ProtRefine3D):
+    """RELION 3D auto-refine with a learned prior (RED / CW-RED, Kimanius et al. 2021).
+
+    The Gaussian choice reproduces plain RELION (lambda = 0) through the same hook.
+    """
+    _label = 'CW-RED 3D auto-refine'
+    _devStatus = BETA
+    _possibleOutputs = {'outputVolume': Volume, 'outputParticles': SetOfParticles}
+
+    def __init__(self, **kwargs):
+        ProtRefine3D.__init__(self, **kwargs)
+        self.stepsExecutionMode = STEPS_SERIAL
+
+    # ------------------------------------------------------------------ form
+    def _defineParams(self, form):
+        form.addSection(label='Input')
+        form.addParam('inputParticles', params.PointerParam, pointerClass='SetOfParticles',
+                      important=True, label='Input particles')
+        form.addParam('referenceVolume', params.PointerParam, pointerClass='Volume',
+                      important=True, label='Initial 3D reference',
+                      help='Same box and pixel size as the particles; it is low-passed to '
+                           '"initial low-pass" by RELION.')
+        form.addParam('iniHigh', params.FloatParam, default=30.0, label='Initial low-pass (A)')
+        form.addParam('symmetry', params.StringParam, default='C1', label='Symmetry')
+        form.addParam('particleDiameter', params.FloatParam, default=-1,
+                      label='Mask diameter (A)',
+                      help='-1: 90% of the box.')
+
+        form.addSection(label='Prior')
+        form.addParam('priorMode', params.EnumParam, choices=PRIOR_LABELS,
+                      default=PRIOR_CWRED, display=params.EnumParam.DISPLAY_HLIST,
+                      label='Prior',
+                      help='Gaussian: RELION\'s own smooth prior (lambda = 0). RED: update (17) '
+                           'with a fixed lambda. CW-RED: lambda 0 at resolutions worse than '
+                           '"lambda 0 above", 1 better than "lambda 1 below", linear between.')
+        form.addParam('denoiserFile', params.PathParam, default='',
+                      condition='priorMode != %d' % PRIOR_GAUSSIAN,
+                      label='Denoiser model (.keras)',
+                      help='A model with its .json metadata. Empty: the built-in fixed-weight '
+                           'smoothing model (a placeholder, not a learned prior).')
+        form.addParam('redLambda', params.FloatParam, default=1.0,
+                      condition='priorMode != %d' % PRIOR_GAUSSIAN,
+                      label='Lambda (maximum)')
+        form.addParam('cwLow', params.FloatParam, default=10.0,
+                      condition='priorMode == %d' % PRIOR_CWRED, label='Lambda 0 above (A)')
+        form.addParam('cwHigh', params.FloatParam, default=4.5,
+                      condition='priorMode == %d' % PRIOR_CWRED, label='Lambda 1 below (A)')
+
+        form.addSection(label='Sampling')
+        form.addParam('healpixOrder', params.IntParam, default=1,
+                      label='Initial HEALPix order',
+                      help='1 = 15 deg; RELION\'s default 2 (7.5 deg) is several times slower '
+                           'and rarely needed for small boxes.')
+        form.addParam('autoLocalHealpixOrder', params.IntParam, default=3,
+                      label='Local searches from HEALPix order')
+        form.addParam('offsetRange', params.IntParam, default=2, label='Offset range (px)')
+        form.addParam('offsetStep', params.IntParam, default=1, label='Offset step (px)')
+        form.addParam('padding', params.EnumParam, choices=['1', '2'], default=1,
+                      display=params.EnumParam.DISPLAY_HLIST, label='Padding factor')
+        form.addParam('lowResolJoinHalves', params.FloatParam, default=40.0,
+                      label='Join halves below (A)')
+        form.addParam('randomSeed', params.IntParam, default=42, label='Random seed')
+        form.addParam('keepExternalFiles', params.BooleanParam, default=False,
+                      expertLevel=params.LEVEL_ADVANCED,
+                      label='Keep RELION\'s B/K files?',
+                      help='They take 3x the padded box in float32 per half and iteration.')
+        form.addParam('extraParams', params.StringParam, default='',
+                      expertLevel=params.LEVEL_ADVANCED,
+                      label='Additional relion_refine arguments')
+        form.addParallelSection(threads=1, mpi=3)
+
+    # ------------------------------------------------------------------ steps
+    def _insertAllSteps(self):
+        self._insertFunctionStep(self.convertInputStep,
+                                 self.inputParticles.get().getObjId(),
+                                 self.referenceVolume.get().getObjId())
+        self._insertFunctionStep(self.refineStep, self._priorArgs())
+        self._insertFunctionStep(self.createOutputStep)
+
+    def convertInputStep(self, particlesId, referenceId):
+        from relion.convert import writeSetOfParticles
+        from redprior.core.mrcio import read_map, write_map
+
+        parts = self.inputParticles.get()
+        writeSetOfParticles(parts, self._getExtraPath('input_particles.star'),
+                            outputDir=self._getExtraPath(), alignType=ALIGN_PROJ)
+        ref = self.referenceVolume.get()
+        data, _ = read_map(ref.getFileName())
+        write_map(self._getExtraPath('reference.mrc'), data, parts.getSamplingRate())
+        if self.priorMode.get() != PRIOR_GAUSSIAN and not self.denoiserFile.get():
+            from redprior.core.denoiser import write_builtin_model
+            write_builtin_model(self._getExtraPath('denoiser_builtin.keras'),
+                                parts.getXDim(), parts.getSamplingRate())
+            self.info('Denoiser: built-in fixed-weight smoothing model (placeholder).')
+
+    def refineStep(self, priorArgs):
+        worker, socket = self._startWorker()
+        try:
+            self._runRelion(socket)
+        finally:
+            self._stopWorker(worker, socket)
+
+    def _startWorker(self):
+        """Start the denoiser worker (TensorFlow loaded once for the whole refinement)."""
+        if self.priorMode.get() == PRIOR_GAUSSIAN:
+            return None, None
+        from redprior.core.worker import wait_ready
+        # AF_UNIX paths are limited to ~100 characters: keep the socket out of the project.
+        socket = os.path.join(tempfile.mkdtemp(prefix='redprior_'), 'worker.sock')
+        logFile = open(self._getExtraPath('worker.log'), 'a')
+        proc = subprocess.Popen([sys.executable, '-m', 'redprior_worker', '--model',
+                                 os.path.abspath(self.getDenoiserPath()), '--socket', socket],
+                                stdout=logFile, stderr=subprocess.STDOUT)
+        if wait_ready(socket, proc):
+            self.info('Denoiser worker ready (pid %d)' % proc.pid)
+        else:
+            self.warning('The denoiser worker did not start (see extra/worker.log); each call '
+                         'will load the model itself (slower, same result).')
+        return proc, socket
+
+    def _stopWorker(self, proc, socket):
+        if proc is None:
+            return
+        from redprior.core.worker import stop
+        stop(socket)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        shutil.rmtree(os.path.dirname(socket), ignore_errors=True)
+
+    def _runRelion(self, socket):
+        env = Plugin.getEnviron()
+        env['RELION_EXTERNAL_RECONSTRUCT_EXECUTABLE'] = self._exreconCommand(socket)
+        self.info('External reconstruct: %s' % env['RELION_EXTERNAL_RECONSTRUCT_EXECUTABLE'])
+        t0 = time.time()
+        last = self._lastOptimiser()
+        if last:
+            # Continue an interrupted run; the hook is given again, so the prior is kept.
+            it = int(re.search(r'_it(\d+)_optimiser', last).group(1))
+            self.info('Continuing from %s (iteration %d)' % (last, it))
+            args = '--continue %s --o %s --external_reconstruct --j %d' % (
+                last, self._getExtraPath('run_ct%d' % it), self.numberOfThreads.get())
+        else:
+            args = self._refineArgs()
+        self.runJob(Plugin.getRelionProgram('relion_refine_mpi') or 'relion_refine_mpi', args,
+                    env=env, numberOfMpi=self.numberOfMpi.get(), numberOfThreads=1)
+        self._writeSummary(time.time() - t0)
+
+    def createOutputStep(self):
+        from relion.convert import readSetOfParticles
+
+        parts = self.inputParticles.get()
+        pix = parts.getSamplingRate()
+        final = self._finalFile('class001.mrc')
+        vol = Volume()
+        vol.setFileName(final)
+        vol.setSamplingRate(pix)
+        half1 = self._finalFile('half1_class001_unfil.mrc')
+        vol.setHalfMaps([half1, half1.replace('half1', 'half2')])
+
+        outParts = self._createSetOfParticles()
+        outParts.copyInfo(parts)
+        readSetOfParticles(self._finalFile('data.star'), outParts, alignType=ALIGN_PROJ)
+        outParts.setSamplingRate(pix)
+
+        fscs = self._createSetOfFSCs()
+        fsc = FSC(objLabel='gold-standard FSC (%s)' % PRIOR_LABELS[self.priorMode.get()])
+        freq, curve = self._readFsc()
+        fsc.setData(freq, curve)
+        fscs.append(fsc)
+        self._defineOutputs(outputVolume=vol, outputParticles=outParts, outputFSC=fscs)
+        self._defineSourceRelation(self.inputParticles, vol)
+        self._defineSourceRelation(self.inputParticles, outParts)
+        self._defineSourceRelation(self.referenceVolume, vol)
+
+    # ------------------------------------------------------------------ helpers
+    def _priorArgs(self):
+        return [PRIOR_MODES[self.priorMode.get()], self.redLambda.get(), self.cwLow.get(),
+                self.cwHigh.get(), self.denoiserFile.get() or '']
+
+    def getDenoiserPath(self):
+        if self.priorMode.get() == PRIOR_GAUSSIAN:
+            return ''
+        return self.denoiserFile.get() or self._getExtraPath('denoiser_builtin.keras')
+
+    def getExreconLog(self):
+        return self._getExtraPath(EXRECON_LOG)
+
+    def _exreconCommand(self, socket=None):
+        mode = PRIOR_MODES[self.priorMode.get()]
+        pix = self.inputParticles.get().getSamplingRate()
+        args = ['--mode', mode, '--angpix', '%g' % pix, '--log', os.path.abspath(self.getExreconLog())]
+        if mode != 'gaussian':
+            args += ['--model', os.path.abspath(self.getDenoiserPath()),
+                     '--lambda', '%g' % self.redLambda.get()]
+        if mode == 'cwred':
+            args += ['--cw-low', '%g' % self.cwLow.get(), '--cw-high', '%g' % self.cwHigh.get()]
+        if socket:
+            args += ['--worker', socket]
+        if self.keepExternalFiles.get():
+            args.append('--keep')
+        return Plugin.getExreconCommand(' '.join(args))
+
+    def _maskDiameter(self):
+        d = self.particleDiameter.get()
+        parts = self.inputParticles.get()
+        return d if d and d > 0 else 0.9 * parts.getXDim() * parts.getSamplingRate()
+
+    def _refineArgs(self):
+        parts = self.inputParticles.get()
+        args = ['--o', self._getExtraPath('run'), '--auto_refine', '--split_random_halves',
+                '--i', self._getExtraPath('input_particles.star'),
+                '--ref', self._getExtraPath('reference.mrc'),
+                '--ini_high', '%g' % self.iniHigh.get(),
+                '--particle_diameter', '%g' % self._maskDiameter(),
+                '--flatten_solvent', '--zero_mask', '--oversampling', '1',
+                '--healpix_order', str(self.healpixOrder.get()),
+                '--auto_local_healpix_order', str(self.autoLocalHealpixOrder.get()),
+                '--offset_range', str(self.offsetRange.get()),
+                '--offset_step', str(self.offsetStep.get()),
+                '--sym', self.symmetry.get(),
+                '--low_resol_join_halves', '%g' % self.lowResolJoinHalves.get(),
+                '--norm', '--scale', '--j', str(self.numberOfThreads.get()),
+                '--pool', '30', '--dont_combine_weights_via_disc', '--preread_images',
+                '--random_seed', str(self.randomSeed.get()),
+                '--pad', str(self.padding.get() + 1), '--external_reconstruct']
+        if parts.hasCTF():
+            # The reference is a CTF-free density: without this flag iteration 1 ignores the
+            # CTF and the refinement stalls (measured on RELION 3.1.3).
+            args += ['--ctf', '--ctf_corrected_ref']
+        if self.extraParams.get():
+            args.append(self.extraParams.get())
+        return ' '.join(args)
+
+    def _lastOptimiser(self):
+        files = glob.glob(self._getExtraPath('run*_it[0-9][0-9][0-9]_optimiser.star'))
+        if not files or self._finalFileOrNone('class001.mrc'):
+            return None
+        return max(files, key=lambda f: (os.path.getmtime(f), f))
+
+    def _finalFileOrNone(self, suffix):
+        cands = [f for f in glob.glob(self._getExtraPath('run*_' + suffix)) if '_it' not in os.path.basename(f)]
+        return max(cands, key=os.path.getmtime) if cands else None
+
+    def _finalFile(self, suffix):
+        path = self._finalFileOrNone(suffix)
+        if path is None:
+            raise FileNotFoundError('RELION did not write its final %s in %s; see the log.'
+                                    % (suffix, self._getExtraPath()))
+        return path
+
+    def _readFsc(self):
+        from emtable import Table
+        t = Table(fileName=self._finalFile('model.star'), tableName='model_class_1')
+        return (list(map(float, t.getColumnValues('rlnResolution'))),
+                list(map(float, t.getColumnValues('rlnGoldStandardFsc'))))
+
+    def _writeSummary(self, seconds):
+        from emtable import Table
+        from redprior.core.exrecon import read_log
+
+        general = Table(fileName=self._finalFile('model.star'), tableName='model_general')
+        row = next(iter(general))
+        log = [r for r in read_log(self.getExreconLog()) if 'error' not in r]
+        its = sorted({r['iteration'] for r in log})
+        summary = {
+            'method': PRIOR_MODES[self.priorMode.get()],
+            'final_resolution': float(row.rlnCurrentResolution),
+            'iterations': len(its),
+            'wall_seconds': round(seconds, 1),
+            'calls': len(log),
+            'lambda_history': [[r['iteration'], r['half'], r['resolution'], r['lambda']] for r in log],
+            'denoiser': self.getDenoiserPath(),
+        }
+        with open(self._getExtraPath('summary.json'), 'w') as fh:
+            json.dump(summary, fh, indent=1)
+        for r in log:
+            self.info('iteration %s half %s: resolution %s A, lambda %.3f, %.1f s'
+                      % (r['iteration'], r['half'], r['resolution'], r['lambda'], r['seconds']))
+        self.info('Final resolution %.2f A after %d iterations (%.0f s)'
+                  % (summary['final_resolution'], summary['iterations'], seconds))
+
+    def getSummaryDict(self):
+        path = self._getExtraPath('summary.json')
+        if os.path.exists(path):
+            with open(path) as fh:
+                return json.load(fh)
+        return {}
+
+    # ------------------------------------------------------------------ info
+    def _validate(self):
+        from redprior.core.mrcio import MapError, read_map
+        errors = []  # Protocol.validate() already adds Plugin.validateInstallation()
+        parts, ref = self.inputParticles.get(), self.referenceVolume.get()
+        if parts is None or ref is None:
+            return errors + ['Particles and a reference volume are required.']
+        if self.numberOfMpi.get() < 3:
+            errors.append('relion_refine_mpi --split_random_halves needs at least 3 MPI '
+                          'processes (1 leader + 2 halves); set MPI to 3 or more.')
+        pbox, rbox = parts.getXDim(), ref.getXDim()
+        if pbox != rbox:
+            errors.append('Particle box (%d px) differs from the reference box (%d px): resize '
+                          'the reference (e.g. xmipp/relion resize) to %d px.' % (pbox, rbox, pbox))
+        ppix, rpix = parts.getSamplingRate(), ref.getSamplingRate()
+        if ppix and rpix and abs(ppix - rpix) > 0.01 * ppix:
+            errors.append('Pixel size mismatch: particles %.3f A/px, reference %.3f A/px. '
+                          'Rescale the reference to the particles\' pixel size.' % (ppix, rpix))
+        try:
+            read_map(ref.getFileName())
+        except MapError as exc:
+            errors.append('Reference volume: %s' % exc)
+        if self.priorMode.get() != PRIOR_GAUSSIAN and self.denoiserFile.get():
+            errors += self._validateDenoiser(ppix)
+        if self.priorMode.get() == PRIOR_CWRED and self.cwHigh.get() >= self.cwLow.get():
+            errors.append('CW-RED: "lambda 1 below" (%g A) must be smaller than "lambda 0 '
+                          'above" (%g A).' % (self.cwHigh.get(), self.cwLow.get()))
+        return errors
+
+    def _validateDenoiser(self, pixel):
+        from redprior.core.denoiser import DenoiserError, read_metadata
+        try:
+            meta = read_metadata(self.denoiserFile.get())
+        except DenoiserError as exc:
+            return [str(exc)]
+        ratio = pixel / float(meta['pixel_size'])
+        if ratio > 2 or ratio < 0.5:
+            return ['The denoiser was trained at %g A/px and the particles are at %g A/px '
+                    '(ratio %.2f, allowed 0.5-2): rescale the particles or train a denoiser at '
+                    'this pixel size.' % (meta['pixel_size'], pixel, ratio)]
+        return []
+
+    def _summary(self):
+        s = self.getSummaryDict()
+        if not s:
+            return ['Prior: %s (not finished yet)' % PRIOR_LABELS[self.priorMode.get()]]
+        lams = [h[3] for h in s['lambda_history']]
+        return ['Prior: %s' % PRIOR_LABELS[self.priorMode.get()],
+                'Final resolution: %.2f A after %d iterations (%.0f s)'
+                % (s['final_resolution'], s['iterations'], s['wall_seconds']),
+                'Lambda: %s' % (', '.join('%.2f' % x for x in lams[::2]) if lams else '-')]
+
+    def _methods(self):
+        return ['Particles were refined with RELION 3D auto-refine using the %s prior through '
+                'the external-reconstruct hook (Kimanius et al. 2021).'
+                % PRIOR_LABELS[self.priorMode.get()]]
+
+    def _citations(self):
+        return ['Kimanius2021']

@@ -1,0 +1,1 @@
+"""Tests of the redprior plugin (pytest or `scipion test redprior.tests.<module>`)."""

@@ -1,0 +1,115 @@
+"""'CW-RED 3D auto-refine' end to end: simulate -> real relion_refine_mpi with our hook.
+
+Tiny data (box 40 at 3 A/px, 300 particles, SNR 0.3, no CTF) so that two auto-refines (RED at
+pad 2, CW-RED at pad 1) finish in a few minutes on 2 cores.
+Run with `python -m pytest redprior/tests/test_protocol_refine.py` or, with the environment
+of redprior_env exported, `scipion test redprior.tests.test_protocol_refine`.
+"""
+import math
+import os
+
+import numpy as np
+
+from pwem.protocols import ProtImportPdb, ProtImportVolumes
+from pyworkflow.tests import BaseTest, setupTestProject
+
+from redprior import constants as C
+from redprior.core import red
+from redprior.core.exrecon import read_log
+from redprior.core.fsc import correlation, fsc, resolution_at
+from redprior.core.mrcio import read_map, write_map
+from redprior.core import structure
+from redprior.protocols import ProtRedPriorRefine, ProtRedPriorSimulate
+from redprior.protocols.protocol_refine import PRIOR_CWRED, PRIOR_GAUSSIAN, PRIOR_RED
+
+BOX, PIXEL, N_PART, SNR = 40, 3.0, 300, 0.3
+
+
+class TestRedPriorRefine(BaseTest):
+    @classmethod
+    def setUpClass(cls):
+        setupTestProject(cls)
+        cls.protPdb = cls.newProtocol(ProtImportPdb, objLabel='import model',
+                                      inputPdbData=ProtImportPdb.IMPORT_FROM_FILES,
+                                      pdbFile=structure.DEMO_MODEL, skipChimera=True)
+        cls.launchProtocol(cls.protPdb)
+        cls.sim = cls.newProtocol(ProtRedPriorSimulate, objLabel='simulate',
+                                  inputAtomStruct=cls.protPdb.outputPdb, boxSize=BOX,
+                                  pixelSize=PIXEL, numberOfParticles=N_PART,
+                                  noiseMode=C.NOISE_BY_SNR, snr=SNR, doCtf=False, seed=5)
+        cls.launchProtocol(cls.sim)
+
+    def _refine(self, label, mode, pad, **kwargs):
+        prot = self.newProtocol(ProtRedPriorRefine, objLabel=label,
+                                inputParticles=self.sim.outputParticles,
+                                referenceVolume=self.sim.outputInitialModel,
+                                priorMode=mode, padding=pad - 1, numberOfMpi=3, **kwargs)
+        self.launchProtocol(prot)
+        return prot
+
+    def _checkOutputs(self, prot):
+        vol = prot.outputVolume
+        self.assertEqual(vol.getDim(), (BOX, BOX, BOX))
+        self.assertAlmostEqual(vol.getSamplingRate(), PIXEL, places=3)
+        self.assertEqual(prot.outputParticles.getSize(), N_PART)
+        summary = prot.getSummaryDict()
+        self.assertTrue(math.isfinite(summary['final_resolution']))
+        self.assertLess(summary['final_resolution'], 15.0)
+        # the map must resemble the truth (FSC to ground truth at 0.5 better than 15 A)
+        gt, _ = read_map(self.sim.outputVolume.getFileName())
+        m, _ = read_map(vol.getFileName())
+        res05, _ = resolution_at(fsc(gt, m), BOX, PIXEL, 0.5)
+        self.assertLess(res05, 15.0)
+        return summary
+
+    def test_red_pad2(self):
+        prot = self._refine('RED pad 2', PRIOR_RED, 2, redLambda=0.5)
+        summary = self._checkOutputs(prot)
+        log = read_log(prot.getExreconLog())
+        self.assertGreaterEqual(len(log), 6)
+        self.assertTrue(all(r['lambda'] == 0.5 and r['mode'] == 'red' and r['pad'] == 2.0
+                            for r in log))
+        # two halves per iteration while they are separate, one joined call at the end
+        halves = [r['half'] for r in log]
+        self.assertEqual(halves[-1], 0)
+        self.assertEqual(sorted(halves[:2]), [1, 2])
+        self.assertEqual(summary['method'], 'red')
+        # RELION's large files were removed after each call
+        leftovers = [f for f in os.listdir(prot._getExtraPath()) if f.endswith('_weight.mrc')]
+        self.assertEqual(leftovers, [])
+
+    def test_cwred_pad1(self):
+        prot = self._refine('CW-RED pad 1', PRIOR_CWRED, 1, cwLow=10.0, cwHigh=6.5)
+        self._checkOutputs(prot)
+        log = read_log(prot.getExreconLog())
+        for r in log:
+            res = r['resolution'] if r['resolution'] is not None else float('inf')
+            self.assertAlmostEqual(r['lambda'], red.cwred_lambda(res, 10.0, 6.5), places=6)
+        lams = [r['lambda'] for r in log]
+        self.assertEqual(lams[0], 0.0)          # iteration 1 is at ~30 A: no prior
+        self.assertGreater(max(lams), 0.0)      # the denoiser is switched on as it improves
+
+    def test_validation_errors(self):
+        # reference with another box and pixel size, and one with NaN
+        gt, _ = read_map(self.sim.outputVolume.getFileName())
+        folder = os.path.abspath(self.proj.getTmpPath())
+        os.makedirs(folder, exist_ok=True)
+        write_map(os.path.join(folder, 'small.mrc'), gt[4:-4, 4:-4, 4:-4], 2.0)
+        bad = gt.copy()
+        bad[0, 0, 0] = np.nan
+        write_map(os.path.join(folder, 'nan.mrc'), bad, PIXEL)
+        imp = self.newProtocol(ProtImportVolumes, filesPath=folder, filesPattern='small.mrc',
+                               samplingRate=2.0)
+        self.launchProtocol(imp)
+        prot = self.newProtocol(ProtRedPriorRefine, inputParticles=self.sim.outputParticles,
+                                referenceVolume=imp.outputVolume, numberOfMpi=2)
+        errors = '\n'.join(prot.validate())
+        self.assertIn('Particle box (40 px) differs from the reference box (32 px)', errors)
+        self.assertIn('Pixel size mismatch', errors)
+        self.assertIn('at least 3 MPI', errors)
+        imp2 = self.newProtocol(ProtImportVolumes, filesPath=folder, filesPattern='nan.mrc',
+                                samplingRate=PIXEL)
+        self.launchProtocol(imp2)
+        prot2 = self.newProtocol(ProtRedPriorRefine, inputParticles=self.sim.outputParticles,
+                                 referenceVolume=imp2.outputVolume, priorMode=PRIOR_GAUSSIAN)
+        self.assertIn('NaN', '\n'.join(prot2.validate()))

@@ -1,0 +1,2 @@
+"""Viewers of the redprior plugin; Scipion discovers only the names exported here."""
+from .viewer_simulate import RedPriorSimulateViewer
