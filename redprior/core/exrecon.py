@@ -110,6 +110,10 @@ def run(args):
            "pad": job.pad, "seconds": round(time.time() - t0, 3), "denoiser": where,
            "star": os.path.basename(args.star)}
     append_log(args.log, rec)
+    # RELION runs us with its own stdout, so this line lands live in the protocol's log.
+    res = f"{resolution:.2f} A" if np.isfinite(resolution) else "n/a"
+    print(f"redprior_exrecon: iteration {job.iteration} half {job.half or 'joined'}: "
+          f"resolution {res}, {args.mode} lambda {lam:.3f}, {rec['seconds']:.2f} s", flush=True)
     return rec
 
 

@@ -1,0 +1,327 @@
+"""Rigid-body alignment of one map onto another: rotation, translation and hand.
+
+Pure numpy + scipy (no Scipion). Used to bring refinements from different engines (each
+with its own arbitrary frame) into one frame before their poses and maps are compared.
+
+Conventions (RELION 3.1, as core.simulate and core.angles):
+  * maps are cubic, array axes (z, y, x); a point r = (x, y, z) is measured from voxel
+    N//2; shifts are in Angstrom, (x, y, z) order;
+  * J = diag(1, 1, -1) is the hand flip (mirror through the xy plane);
+  * `align_volumes(A, B)` returns a `VolumeAlignment` (R, t, h) that maps a point p of B's
+    frame to R (J^h p) + t in A's frame. The aligned map is
+        B'(r) = B(J^h R^T (r - t))   (see `transform_map`),  and  B' ~ A;
+    equivalently B(p) = A(R J^h p + t).
+  * a particle pose R_B (RELION matrix: image = sum_z V(R_B^T r)) with origin o_B
+    (rlnOriginX/YAngst) that fits map B becomes, in A's frame,
+        R_A = J^h R_B J^h R^T,     o_A = o_B + (R_A t)_xy          (see `transform_poses`)
+    Derivation: the rotated map B(R_B^T r) = A(R J^h R_B^T r + t). For h = 1 replace r by
+    J r first (a z flip does not change a projection along z), so the argument is
+    R_A^T r + t = R_A^T (r + R_A t) with R_A^T = R J^h R_B^T J^h: the projection of A at
+    pose R_A translated by -(R_A t)_xy. The image also carries -o_B, so o_A = o_B + (R_A t)_xy.
+    This is core.angles' convention: R_A = mirror^h(R_B) @ G with G = R^T
+    (angles.align_rotation_sets finds the same G from the poses alone).
+"""
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import fft as sfft
+from scipy import ndimage, optimize
+from scipy.spatial.transform import Rotation
+
+from .fourier import fourier_resample, lowpass
+from .masks import spherical_mask
+
+J = np.diag([1.0, 1.0, -1.0])
+
+COARSE_BOX = 24          # box of the global rotation search (pixels)
+FINE_BOX = 40            # largest box used for the local refinement
+N_ROTATIONS = 4000       # super-Fibonacci grid: ~ 11 deg covering radius on SO(3)
+N_CANDIDATES = 6         # coarse peaks refined per hand
+
+
+@dataclass
+class VolumeAlignment:
+    """B -> A transform: p_A = R (J^h p_B) + t. See the module docstring."""
+    rotation: np.ndarray = field(default_factory=lambda: np.eye(3))
+    shift_A: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    mirrored: bool = False
+    score: float = 1.0             # masked correlation of A and aligned B (chosen hand)
+    score_other_hand: float = None  # the same for the best solution of the other hand
+    pixel_size: float = 1.0
+
+    @property
+    def hand(self):
+        return 'mirror' if self.mirrored else 'same'
+
+    @property
+    def G(self):
+        """Right factor of the pose transform: R_A = mirror^h(R_B) @ G."""
+        return self.rotation.T
+
+    def apply_to_map(self, vol, order=3):
+        return transform_map(vol, self.rotation, self.shift_A / self.pixel_size,
+                             self.mirrored, order=order)
+
+    def apply_to_poses(self, R, shifts_A=None):
+        return transform_poses(R, shifts_A, self.rotation, self.shift_A, self.mirrored)
+
+    def inverse(self):
+        """A -> B transform (p_B = J^h R^T (p_A - t)) with the same scores."""
+        Jh = J if self.mirrored else np.eye(3)
+        # p_B = J^h R^T p_A - J^h R^T t; written as R' (J^h p_A) + t'
+        Rinv = Jh @ self.rotation.T @ Jh
+        return VolumeAlignment(Rinv, -(Jh @ self.rotation.T @ self.shift_A), self.mirrored,
+                               self.score, self.score_other_hand, self.pixel_size)
+
+    def to_dict(self):
+        rv = Rotation.from_matrix(self.rotation).as_rotvec()
+        return dict(rotation=self.rotation.tolist(), shift_A=[float(x) for x in self.shift_A],
+                    mirrored=bool(self.mirrored), hand=self.hand, score=float(self.score),
+                    score_other_hand=(None if self.score_other_hand is None
+                                      else float(self.score_other_hand)),
+                    rotation_angle_deg=float(np.rad2deg(np.linalg.norm(rv))),
+                    pixel_size=float(self.pixel_size))
+
+    @classmethod
+    def from_dict(cls, d):
+        return cls(np.array(d['rotation'], dtype=float), np.array(d['shift_A'], dtype=float),
+                   bool(d['mirrored']), float(d['score']),
+                   None if d.get('score_other_hand') is None else float(d['score_other_hand']),
+                   float(d['pixel_size']))
+
+
+# ---------------------------------------------------------------------------------------
+# Geometry
+# ---------------------------------------------------------------------------------------
+def _rev(M):
+    """Re-express a 3x3 matrix acting on (x, y, z) for array index order (z, y, x)."""
+    return M[::-1, ::-1]
+
+
+def transform_map(vol, R, shift_px=(0.0, 0.0, 0.0), mirrored=False, order=3):
+    """B'(r) = B(J^h R^T (r - t)): rotate by R about voxel N//2 (after the optional hand
+    flip), then translate by t (pixels, x y z). Outside the box counts as 0."""
+    vol = np.asarray(vol, dtype=np.float32)
+    n = vol.shape[0]
+    c = np.full(3, n // 2, dtype=np.float64)
+    Jh = J if mirrored else np.eye(3)
+    M = _rev(Jh @ np.asarray(R, dtype=np.float64).T)          # index space, (z, y, x)
+    t = np.asarray(shift_px, dtype=np.float64)[::-1]
+    # input index = M (o - c - t) + c
+    offset = c - M @ (c + t)
+    return ndimage.affine_transform(vol, M, offset=offset, order=order, mode='constant',
+                                    cval=0.0, prefilter=order > 1)
+
+
+def transform_poses(R_B, shifts_B_A, rotation, shift_A, mirrored=False):
+    """Poses (and origins, Angstrom) of B's frame in A's frame; see the module docstring.
+
+    R_B: (n, 3, 3) RELION pose matrices; shifts_B_A: (n, 2) rlnOriginX/YAngst or None.
+    Returns (R_A, shifts_A) (shifts_A None when shifts_B_A is None).
+    """
+    R_B = np.asarray(R_B, dtype=np.float64).reshape(-1, 3, 3)
+    if mirrored:
+        R_B = J @ R_B @ J
+    R_A = R_B @ np.asarray(rotation, dtype=np.float64).T
+    if shifts_B_A is None:
+        return R_A, None
+    o = np.asarray(shifts_B_A, dtype=np.float64).reshape(-1, 2)
+    return R_A, o + (R_A @ np.asarray(shift_A, dtype=np.float64))[:, :2]
+
+
+def mirror_map(vol):
+    """V'(x, y, z) = V(x, y, -z) about voxel N//2 (the J of this module)."""
+    # index i -> (N - i) mod N keeps voxel N//2 in place for even and odd N//2 origins
+    return np.roll(np.asarray(vol)[::-1], 1, axis=0) if vol.shape[0] % 2 == 0 \
+        else np.asarray(vol)[::-1].copy()
+
+
+def uniform_rotation_grid(n):
+    """n quasi-uniform rotations (super-Fibonacci spiral on unit quaternions, Alexa 2022).
+
+    Deterministic; for n = 4000 every rotation lies within ~11 degrees of a grid point.
+    """
+    phi, psi = np.sqrt(2.0), 1.533751168755204288118041
+    s = np.arange(n) + 0.5
+    r, R = np.sqrt(s / n), np.sqrt(1.0 - s / n)
+    a, b = 2 * np.pi * s / phi, 2 * np.pi * s / psi
+    q = np.stack([r * np.sin(a), r * np.cos(a), R * np.sin(b), R * np.cos(b)], axis=1)
+    return Rotation.from_quat(q).as_matrix()
+
+
+# ---------------------------------------------------------------------------------------
+# Search
+# ---------------------------------------------------------------------------------------
+def _even(n):
+    return int(n) - int(n) % 2
+
+
+def _prepare(vol, pixel, box, radius_frac=0.45):
+    """Resampled, low-passed (0.8 Nyquist), masked, zero-mean, unit-norm map + pixel size."""
+    n = vol.shape[0]
+    box = min(n, _even(box))
+    small = fourier_resample(np.asarray(vol, dtype=np.float64), box) if box < n \
+        else np.asarray(vol, dtype=np.float32)
+    px = pixel * n / box
+    small = lowpass(small, px, 2.0 * px / 0.8, edge_shells=2.0)
+    mask = spherical_mask(box, radius_frac * box, soft_px=2)
+    m = mask > 0.5
+    small = (small - small[m].mean()) * mask
+    norm = np.sqrt((small.astype(np.float64) ** 2).sum())
+    if norm <= 0:
+        raise ValueError("A map to align is constant (zero variance inside the mask).")
+    return (small / norm).astype(np.float32), px, mask
+
+
+def _grid_coords(n):
+    c = n // 2
+    z, y, x = np.meshgrid(*(np.arange(n) - c,) * 3, indexing='ij')
+    return np.stack([x.ravel(), y.ravel(), z.ravel()]).astype(np.float64)  # (3, n^3), xyz
+
+
+def _coarse_search(a, b, rotations, max_shift_px, support_px, batch=64):
+    """Score every rotation of b (about the centre) against a, best FFT translation each.
+
+    Only the voxels within support_px of the centre (where the masked maps live) are
+    interpolated. Returns scores (m,) and the translation (pixels, x y z) of each rotation.
+    """
+    n = a.shape[0]
+    c = n // 2
+    xyz = _grid_coords(n)
+    inside = np.flatnonzero((xyz ** 2).sum(axis=0) <= support_px ** 2)
+    xyz = xyz[:, inside]
+    Fa = sfft.rfftn(a.astype(np.float32))
+    # allowed cyclic shifts: |s| <= max_shift per axis
+    k = (np.arange(n) + n // 2) % n - n // 2          # index -> signed shift
+    ok = np.abs(k) <= max_shift_px
+    allowed_idx = np.flatnonzero((ok[:, None, None] & ok[None, :, None] & ok[None, None, :])
+                                 .ravel())
+    scores = np.empty(len(rotations))
+    shifts = np.empty((len(rotations), 3))
+    rb = np.zeros((batch, n * n * n), dtype=np.float32)
+    for start in range(0, len(rotations), batch):
+        Rb = rotations[start:start + batch]
+        m = len(Rb)
+        # rotated b at output r: b(R^T r); input xyz = R^T r -> index (z, y, x) + c
+        src = np.einsum('mji,jp->imp', Rb, xyz)          # (3, m, p): R^T r
+        coords = src[::-1].reshape(3, -1) + c
+        rb[:m, inside] = ndimage.map_coordinates(b, coords, order=1, mode='constant',
+                                                 cval=0.0, prefilter=False).reshape(m, -1)
+        Fb = sfft.rfftn(rb[:m].reshape(m, n, n, n), axes=(1, 2, 3))
+        cc = sfft.irfftn(Fa[None] * np.conj(Fb), s=(n, n, n), axes=(1, 2, 3))
+        cc = cc.reshape(m, -1)[:, allowed_idx]
+        best = np.argmax(cc, axis=1)
+        scores[start:start + m] = cc[np.arange(m), best]
+        iz, iy, ix = np.unravel_index(allowed_idx[best], (n, n, n))
+        # cc(s) = sum_r a(r) rb(r - s): a matches rb translated by +s
+        shifts[start:start + m] = np.stack([k[ix], k[iy], k[iz]], axis=1)
+    return scores, shifts
+
+
+def _peaks(scores, rotations, count, min_sep_deg):
+    """Indices of the best `count` scores whose rotations are >= min_sep_deg apart."""
+    order = np.argsort(scores)[::-1]
+    chosen = []
+    cos_sep = np.cos(np.deg2rad(min_sep_deg))
+    for i in order:
+        ok = True
+        for j in chosen:
+            tr = np.trace(rotations[i].T @ rotations[j])
+            if (tr - 1.0) / 2.0 > cos_sep:
+                ok = False
+                break
+        if ok:
+            chosen.append(i)
+            if len(chosen) == count:
+                break
+    return chosen
+
+
+def _masked_cc(a, b, m):
+    a, b = a[m].astype(np.float64), b[m].astype(np.float64)
+    a -= a.mean()
+    b -= b.mean()
+    den = np.sqrt((a @ a) * (b @ b))
+    return float(a @ b / den) if den > 0 else 0.0
+
+
+def _refine(a, b, mask, R0, t0_px, mirrored, rot_step_deg, shift_step_px, order=1):
+    """Local Nelder-Mead on (rotation vector applied on the left of R0 in degrees, shift
+    in pixels), maximising the masked correlation. Returns (R, t_px, score)."""
+    m = mask > 0.5
+
+    def params_to_rt(x):
+        return Rotation.from_rotvec(np.deg2rad(x[:3])).as_matrix() @ R0, t0_px + x[3:]
+
+    def cost(x):
+        R, t = params_to_rt(x)
+        return -_masked_cc(a, transform_map(b, R, t, mirrored, order=order), m)
+
+    x0 = np.zeros(6)
+    simplex = np.vstack([x0] + [x0 + np.eye(6)[i] * (rot_step_deg if i < 3 else shift_step_px)
+                                for i in range(6)])
+    res = optimize.minimize(cost, x0, method='Nelder-Mead',
+                            options=dict(initial_simplex=simplex, xatol=0.02, fatol=1e-6,
+                                         maxiter=600, maxfev=900))
+    R, t = params_to_rt(res.x)
+    return R, t, -float(res.fun)
+
+
+def align_volumes(vol_a, vol_b, pixel_size, check_hand=True, coarse_box=COARSE_BOX,
+                  fine_box=FINE_BOX, n_rotations=N_ROTATIONS, n_candidates=N_CANDIDATES,
+                  max_shift_frac=0.25, log=None):
+    """Find the transform that best superimposes map B onto reference map A.
+
+    Global search: n_rotations quasi-uniform rotations of B (and of its mirror image when
+    check_hand) at coarse_box pixels, each with the best FFT translation (up to
+    max_shift_frac of the box); the n_candidates best distinct peaks are refined locally
+    (Nelder-Mead, 6 parameters) first at the coarse box, then the best one of each hand at
+    up to fine_box pixels. The hand with the higher final correlation wins.
+    Both maps must have the same box and pixel size. Returns a VolumeAlignment.
+    """
+    a = np.asarray(vol_a, dtype=np.float32)
+    b = np.asarray(vol_b, dtype=np.float32)
+    if a.shape != b.shape or a.ndim != 3 or len(set(a.shape)) != 1:
+        raise ValueError(f"Both maps must be cubic and of the same box, got {a.shape} and "
+                         f"{b.shape}; resample one of them first.")
+    say = log or (lambda msg: None)
+    n = a.shape[0]
+    ac, px_c, mask_c = _prepare(a, pixel_size, coarse_box)
+    af, px_f, mask_f = _prepare(a, pixel_size, fine_box)
+    nc = ac.shape[0]
+    rotations = uniform_rotation_grid(n_rotations)
+    spacing = 2.0 * 11.0 * (4000.0 / n_rotations) ** (1.0 / 3.0)
+    hands = [False, True] if check_hand else [False]
+    results = []
+    for mirrored in hands:
+        bsrc = mirror_map(b) if mirrored else b
+        # the hand flip is done on the map, so every later step uses mirrored=False on it
+        bc = _prepare(bsrc, pixel_size, coarse_box)[0]
+        bf = _prepare(bsrc, pixel_size, fine_box)[0]
+        scores, shifts = _coarse_search(ac, bc, rotations, max_shift_frac * nc,
+                                        0.45 * nc + 2.5)
+        best = []
+        for i in _peaks(scores, rotations, n_candidates, spacing):
+            R, t, s = _refine(ac, bc, mask_c, rotations[i], shifts[i], False,
+                              spacing / 4.0, 1.0)
+            best.append((s, R, t))
+        best.sort(key=lambda x: -x[0])
+        s_c, R, t_c = best[0]
+        scale = px_c / px_f
+        R, t_f, s_f = _refine(af, bf, mask_f, R, t_c * scale, False, 2.0, 0.5)
+        say(f"{'mirrored' if mirrored else 'same'} hand: coarse {s_c:.4f}, fine {s_f:.4f}")
+        results.append((s_f, R, t_f * px_f, mirrored))
+    results.sort(key=lambda x: -x[0])
+    s, R, t_A, mirrored = results[0]
+    other = results[1][0] if len(results) > 1 else None
+    # the search flipped the map first: B_m = B(J p) aligned by (R, t) -> p_A = R J p_B + t
+    return VolumeAlignment(R, np.asarray(t_A, dtype=float), mirrored, s, other,
+                           float(pixel_size))
+
+
+def score_alignment(vol_a, vol_b, alignment, box=FINE_BOX):
+    """Masked correlation of A and aligned B at up to `box` pixels (as align_volumes reports)."""
+    aligned = alignment.apply_to_map(vol_b)
+    a, _, mask = _prepare(vol_a, alignment.pixel_size, box)
+    b = _prepare(aligned, alignment.pixel_size, box)[0]
+    return _masked_cc(a, b, mask > 0.5)

@@ -1,0 +1,380 @@
+"""Resolution and validation of a refinement: FSCs, phase randomisation, pose errors, overfitting.
+
+Pure numpy (no Scipion). Everything returns plain dicts of numbers and numpy arrays;
+to_jsonable() turns them into what json.dump accepts.
+
+Conventions:
+  * FSC shells are round(|k|), 0..N/2, as RELION's getFSC (core.fsc);
+  * a resolution is the last shell before the curve first drops below the threshold
+    (core.fsc.resolution_at). A curve that never drops below it is reported as "better than
+    Nyquist (never crosses)" with resolution_A = None: no number is invented;
+  * the map compared with the ground truth is the average of the two unfiltered half-maps
+    (the Volume's own map may already be low-pass filtered by the refinement program).
+"""
+import json
+
+import numpy as np
+
+from . import angles
+from .fsc import fsc, resolution_at, shell_resolutions
+from .masks import solvent_mask
+
+THRESHOLDS = (0.143, 0.5)
+RANDOMISE_FSC_AT = 0.8          # relion_postprocess --randomize_at_fsc default
+CORRECTION_HANDOFF_SHELLS = 2   # relion_postprocess keeps the masked FSC 2 shells further
+RANDOMISE_REPEATS = 4           # phase randomisations averaged (RELION: 1), see half_map_fscs
+
+# Overestimation rule: the claimed resolution (last shell of the half-map FSC >= 0.143) is
+# flagged when it is beyond the supported one by MORE than one Fourier shell AND by more
+# than 10 % in resolution. One shell alone is the granularity of the measurement (small
+# boxes); 10 % alone would flag a single-shell wobble at low resolution.
+OVERESTIMATE_MIN_SHELLS = 1
+OVERESTIMATE_MIN_FRACTION = 0.10
+OVERESTIMATION_RULE = (
+    "The half-map (gold-standard, phase-randomisation corrected) FSC = 0.143 resolution is "
+    "compared with the resolution the reference supports: the FSC of the half-map average "
+    "against the ground truth at 0.5 (the full-map equivalent of 0.143 between halves, "
+    "sqrt(2F/(1+F)) = 0.5 for F = 0.143), or without a ground truth the FSC = 0.143 "
+    "resolution of the unregularised half-maps under the same mask. It is flagged as "
+    "overestimated when it claims more than %d Fourier shell(s) AND more than %d %% better "
+    "than the reference." % (OVERESTIMATE_MIN_SHELLS, round(100 * OVERESTIMATE_MIN_FRACTION)))
+
+
+# ---------------------------------------------------------------------------------------
+# Resolution read-out
+# ---------------------------------------------------------------------------------------
+def resolution(curve, box, pixel_size, threshold=0.143):
+    """Resolution of one FSC curve at one threshold, with an honest statement.
+
+    Returns dict(threshold, crossed, shell, resolution_A, limit_A, text):
+      shell: last shell whose FSC is >= threshold before the first drop (N/2 if never);
+      resolution_A: box * pixel / shell when the curve crosses, None when it never crosses
+        (then the map is at least as good as Nyquist) or drops at the first shell;
+      limit_A: resolution_A, or Nyquist when it never crosses, or the box size when it is
+        below the threshold from the first shell (a bound usable for sorting).
+    """
+    curve = np.asarray(curve, dtype=float)
+    nyquist = 2.0 * pixel_size
+    res, crossed = resolution_at(curve, box, pixel_size, threshold)
+    below = np.nonzero(curve[1:] < threshold)[0]
+    shell = int(below[0]) if below.size else len(curve) - 1
+    out = dict(threshold=float(threshold), crossed=bool(crossed), shell=shell)
+    if not crossed:
+        out.update(resolution_A=None, limit_A=nyquist,
+                   text="better than Nyquist (%.2f A): never crosses %g" % (nyquist, threshold))
+    elif shell == 0:
+        out.update(resolution_A=None, limit_A=float(box * pixel_size),
+                   text="worse than %.1f A: below %g from the first shell"
+                        % (box * pixel_size, threshold))
+    else:
+        out.update(resolution_A=float(res), limit_A=float(res),
+                   text="%.2f A" % res)
+    return out
+
+
+def resolutions(curve, box, pixel_size, thresholds=THRESHOLDS):
+    """{'0.143': resolution(...), '0.5': resolution(...)} for a curve."""
+    return {'%g' % t: resolution(curve, box, pixel_size, t) for t in thresholds}
+
+
+def frequencies(box, pixel_size):
+    """Spatial frequency (1/A) of shells 0..N/2."""
+    return np.arange(box // 2 + 1) / float(box * pixel_size)
+
+
+# ---------------------------------------------------------------------------------------
+# Masks and phase randomisation
+# ---------------------------------------------------------------------------------------
+def auto_mask(vol, pixel_size):
+    """Soft solvent mask for FSCs: relion_mask_create's recipe scaled to the pixel size.
+
+    Low-pass to 15 A (never finer than 4 pixels, so noisy maps give a smooth outline),
+    threshold at 10 % of the maximum, extend by 3 A and add a 6 A raised-cosine edge.
+    """
+    lowpass_A = max(15.0, 4.0 * pixel_size)
+    extend = max(1, int(round(3.0 / pixel_size)))
+    soft = max(3, int(round(6.0 / pixel_size)))
+    return solvent_mask(vol, pixel_size, lowpass_A=lowpass_A, threshold=0.1,
+                        extend_px=extend, soft_px=soft)
+
+
+def randomise_phases(vol, from_shell, seed=0):
+    """Copy of a map whose Fourier phases at shells >= from_shell are random.
+
+    Amplitudes are kept. The random phases are those of the FFT of real white noise, so
+    Friedel symmetry holds and the result is real without further fixing.
+    """
+    vol = np.asarray(vol, dtype=np.float64)
+    n = vol.shape[0]
+    rng = np.random.default_rng(seed)
+    ft = np.fft.rfftn(vol)
+    noise = np.fft.rfftn(rng.standard_normal(vol.shape))
+    phase = noise / np.maximum(np.abs(noise), 1e-30)
+    # RELION compares |k|^2 with the shell index squared (not the rounded shell)
+    beyond = _k_squared(n, vol.ndim) >= from_shell * from_shell
+    ft = np.where(beyond, np.abs(ft) * phase, ft)
+    return np.fft.irfftn(ft, s=vol.shape)
+
+
+def _k_squared(n, dims):
+    k = ((np.arange(n) + n // 2) % n - n // 2).astype(np.float64)
+    kr = np.arange(n // 2 + 1, dtype=np.float64)
+    if dims == 2:
+        ky, kx = np.meshgrid(k, kr, indexing='ij')
+        return ky ** 2 + kx ** 2
+    kz, ky, kx = np.meshgrid(k, k, kr, indexing='ij')
+    return kz ** 2 + ky ** 2 + kx ** 2
+
+
+def randomisation_shell(fsc_unmasked, box=None, pixel_size=None, from_A=None,
+                        fsc_at=RANDOMISE_FSC_AT):
+    """Shell from which relion_postprocess randomises phases.
+
+    from_A given: int(box * pixel / from_A). Else the first shell (> 0) where the unmasked
+    FSC drops below fsc_at (0.8). -1 when the unmasked FSC never drops below it.
+    """
+    if from_A is not None and from_A > 0:
+        return max(1, int(box * pixel_size / float(from_A)))
+    curve = np.asarray(fsc_unmasked, dtype=float)
+    below = np.nonzero(curve[1:] < fsc_at)[0]
+    return int(below[0]) + 1 if below.size else -1
+
+
+def corrected_fsc(fsc_masked, fsc_random_masked, randomise_shell):
+    """FSC_true = (FSC_masked - FSC_rand) / (1 - FSC_rand) from randomise_shell + 2 on.
+
+    Below that the masked FSC is kept (relion_postprocess, Chen et al. 2013).
+    """
+    masked = np.asarray(fsc_masked, dtype=float)
+    rand = np.asarray(fsc_random_masked, dtype=float)
+    out = masked.copy()
+    start = max(randomise_shell + CORRECTION_HANDOFF_SHELLS, 0)
+    with np.errstate(divide='ignore', invalid='ignore'):
+        corr = (masked - rand) / (1.0 - rand)
+    out[start:] = np.nan_to_num(corr[start:], nan=0.0, posinf=0.0, neginf=0.0)
+    return out
+
+
+def half_map_fscs(half1, half2, mask, box, pixel_size, randomise_from_A=None,
+                  fsc_at=RANDOMISE_FSC_AT, seed=0, repeats=RANDOMISE_REPEATS):
+    """Unmasked, masked, phase-randomised masked and corrected FSC of two half-maps.
+
+    The phase-randomised FSC is the mean over `repeats` independent randomisations:
+    relion_postprocess draws one, whose noise (about 1/sqrt(voxels in the shell x mask
+    fraction)) moves the corrected curve by +-0.1 at small boxes; the mean estimates the same
+    expectation with less noise. repeats=1 is RELION's procedure.
+
+    Returns dict(unmasked, masked, random, corrected (arrays), randomise_shell,
+    randomise_from_A, note). When the unmasked FSC never drops below fsc_at (and no
+    resolution is given) nothing is randomised: corrected = masked, and note says so.
+    """
+    h1 = np.asarray(half1, dtype=np.float64)
+    h2 = np.asarray(half2, dtype=np.float64)
+    m = np.asarray(mask, dtype=np.float64)
+    unmasked = fsc(h1, h2)
+    masked = fsc(h1 * m, h2 * m)
+    shell = randomisation_shell(unmasked, box, pixel_size, randomise_from_A, fsc_at)
+    note = ''
+    if shell < 1 or shell > box // 2:
+        random = np.zeros_like(masked)
+        corrected = masked.copy()
+        note = ('The unmasked FSC never drops below %g: phases were not randomised and the '
+                'masked FSC is reported uncorrected.' % fsc_at)
+        shell = -1
+    else:
+        random = np.zeros_like(masked)
+        for i in range(max(1, int(repeats))):
+            # independent phases for the two halves (relion_postprocess draws them in turn)
+            r1 = randomise_phases(h1, shell, seed=seed + 2 * i)
+            r2 = randomise_phases(h2, shell, seed=seed + 2 * i + 1)
+            random += fsc(r1 * m, r2 * m)
+        random /= max(1, int(repeats))
+        corrected = corrected_fsc(masked, random, shell)
+    return dict(unmasked=unmasked, masked=masked, random=random, corrected=corrected,
+                randomise_shell=int(shell),
+                randomise_from_A=(float(box * pixel_size / shell) if shell > 0 else None),
+                note=note)
+
+
+def expected_fsc_to_truth(fsc_half):
+    """FSC of the half-map average against the truth implied by the half-map FSC.
+
+    With independent noise, FSC_half = SNR/(1+SNR) per half, so the average (twice the SNR)
+    correlates with the truth as sqrt(2F/(1+F)) (Rosenthal & Henderson 2003).
+    """
+    f = np.clip(np.asarray(fsc_half, dtype=float), 0.0, 1.0)
+    return np.sqrt(2.0 * f / (1.0 + f))
+
+
+# ---------------------------------------------------------------------------------------
+# Overestimation check
+# ---------------------------------------------------------------------------------------
+def overestimation_check(claimed, supported, box, pixel_size, against):
+    """Compare two resolution() dicts: is `claimed` better than `supported` by the rule?"""
+    k_c, k_s = claimed['shell'], supported['shell']
+    excess = k_c - k_s
+    # shells are proportional to 1/resolution, so the resolution ratio is k_c / k_s
+    ratio = (k_c / float(k_s)) if k_s > 0 else (np.inf if k_c > 0 else 1.0)
+    over = bool(excess > OVERESTIMATE_MIN_SHELLS and ratio > 1.0 + OVERESTIMATE_MIN_FRACTION)
+    verdict = 'OVERESTIMATED' if over else 'consistent'
+    text = ('%s: half-maps claim %s (FSC %g), %s supports %s (FSC %g); %+d shell(s)'
+            % (verdict, claimed['text'], claimed['threshold'], against, supported['text'],
+               supported['threshold'], excess))
+    return dict(against=against, claimed=claimed, supported=supported, shell_excess=int(excess),
+                ratio=(float(ratio) if np.isfinite(ratio) else None), overestimated=over,
+                text=text)
+
+
+# ---------------------------------------------------------------------------------------
+# Maps
+# ---------------------------------------------------------------------------------------
+def _check_maps(named):
+    shapes = {name: np.shape(v) for name, v in named.items() if v is not None}
+    ref_name, ref_shape = next(iter(shapes.items()))
+    if len(ref_shape) != 3 or len(set(ref_shape)) != 1:
+        raise ValueError(f"{ref_name} has shape {ref_shape}; cubic 3D maps are required.")
+    for name, shape in shapes.items():
+        if shape != ref_shape:
+            raise ValueError(f"{name} has shape {shape} but {ref_name} has {ref_shape}: "
+                             "resample/crop the maps to the same box before validating.")
+    return ref_shape[0]
+
+
+def validate_maps(half1, half2, pixel_size, mask=None, ground_truth=None,
+                  unreg_half1=None, unreg_half2=None, randomise_from_A=None,
+                  fsc_at=RANDOMISE_FSC_AT, seed=0, repeats=RANDOMISE_REPEATS):
+    """All FSC curves, resolutions and the overestimation verdict for one refinement.
+
+    mask: None -> auto_mask() of the ground truth when given (the same mask for every
+    refinement of that data set, and not biased by the refinement) else of the half-map
+    average. Returns a dict (see keys below; arrays are numpy).
+    """
+    box = _check_maps(dict(half1=half1, half2=half2, mask=mask, ground_truth=ground_truth,
+                           unreg_half1=unreg_half1, unreg_half2=unreg_half2))
+    if (unreg_half1 is None) != (unreg_half2 is None):
+        raise ValueError("Give both unregularised half-maps or none.")
+    h1 = np.asarray(half1, dtype=np.float64)
+    h2 = np.asarray(half2, dtype=np.float64)
+    avg = 0.5 * (h1 + h2)
+    if mask is None:
+        source = 'auto (ground truth)' if ground_truth is not None else 'auto (half-map average)'
+        mask = auto_mask(ground_truth if ground_truth is not None else avg, pixel_size)
+    else:
+        source = 'given'
+        mask = np.asarray(mask, dtype=np.float64)
+        if mask.min() < -1e-3 or mask.max() > 1.0 + 1e-3:
+            raise ValueError("The mask must take values in [0, 1] (got %.3g..%.3g)."
+                             % (mask.min(), mask.max()))
+
+    res = dict(box=int(box), pixel_size=float(pixel_size), nyquist_A=2.0 * pixel_size,
+               frequencies=frequencies(box, pixel_size),
+               shells_A=shell_resolutions(box, pixel_size),
+               mask=dict(source=source, fraction=float(np.mean(mask))), curves={},
+               notes=[])
+
+    def add(key, label, curve, main):
+        res['curves'][key] = dict(label=label, fsc=np.asarray(curve, dtype=float),
+                                  main_threshold=main,
+                                  resolution=resolutions(curve, box, pixel_size))
+
+    hm = half_map_fscs(h1, h2, mask, box, pixel_size, randomise_from_A, fsc_at, seed, repeats)
+    res['randomise_shell'] = hm['randomise_shell']
+    res['randomise_from_A'] = hm['randomise_from_A']
+    if hm['note']:
+        res['notes'].append(hm['note'])
+    rand_label = ('half-maps, masked, phases randomised beyond %.1f A' % hm['randomise_from_A']
+                  if hm['randomise_from_A'] else 'half-maps, masked, phases randomised (none)')
+    add('half_unmasked', 'half-maps, unmasked', hm['unmasked'], 0.143)
+    add('half_masked', 'half-maps, masked', hm['masked'], 0.143)
+    add('half_random', rand_label, hm['random'], 0.143)
+    add('half_corrected', 'half-maps, masked, corrected (gold standard)', hm['corrected'], 0.143)
+
+    checks = []
+    claimed = res['curves']['half_corrected']['resolution']['0.143']
+    if ground_truth is not None:
+        gt = np.asarray(ground_truth, dtype=np.float64)
+        add('gt_masked', 'map vs ground truth, masked', fsc(avg * mask, gt * mask), 0.5)
+        add('gt_unmasked', 'map vs ground truth, unmasked', fsc(avg, gt), 0.5)
+        add('gt_expected', 'map vs ground truth expected from half-maps',
+            expected_fsc_to_truth(hm['corrected']), 0.5)
+        checks.append(overestimation_check(
+            claimed, res['curves']['gt_masked']['resolution']['0.5'], box, pixel_size,
+            'the ground truth'))
+    if unreg_half1 is not None:
+        un = half_map_fscs(unreg_half1, unreg_half2, mask, box, pixel_size,
+                           randomise_from_A, fsc_at, seed + 1000, repeats)
+        add('unreg_unmasked', 'unregularised half-maps, unmasked', un['unmasked'], 0.143)
+        add('unreg_corrected', 'unregularised half-maps, masked, corrected',
+            un['corrected'], 0.143)
+        checks.append(overestimation_check(
+            claimed, res['curves']['unreg_corrected']['resolution']['0.143'], box, pixel_size,
+            'the unregularised half-maps'))
+    res['overestimation'] = overestimation_summary(checks)
+    return res
+
+
+def overestimation_summary(checks):
+    """dict(checks, overestimated (None when there is no reference), verdict, rule)."""
+    if not checks:
+        return dict(checks=[], overestimated=None, rule=OVERESTIMATION_RULE,
+                    verdict='not checked: give a ground truth or the unregularised half-maps')
+    over = any(c['overestimated'] for c in checks)
+    verdict = ('OVERESTIMATED: ' if over else 'consistent: ') + '; '.join(
+        c['text'].split(': ', 1)[1] for c in checks)
+    return dict(checks=checks, overestimated=over, rule=OVERESTIMATION_RULE, verdict=verdict)
+
+
+# ---------------------------------------------------------------------------------------
+# Poses
+# ---------------------------------------------------------------------------------------
+def pose_errors(R_true, R_est, symmetry='C1', shifts_true_A=None, shifts_est_A=None,
+                align=False, check_hand=True, percentiles=angles.DEFAULT_PERCENTILES, ids=None):
+    """Per-particle angular (deg, symmetry-aware) and shift (A) errors against true poses.
+
+    R_true, R_est: (n, 3, 3) RELION pose matrices of the same particles in the same order.
+    shifts_*_A: (n, 2) rlnOriginX/YAngst. align: first bring R_est into the frame of R_true
+    (angles.align_rotation_sets), for refinements that did not start from the true frame.
+    """
+    cmp = angles.compare_rotation_sets(R_true, R_est, symmetry, align=align,
+                                       check_hand=check_hand, percentiles=percentiles)
+    out = dict(n=int(len(cmp['errors'])), symmetry=str(symmetry), aligned=cmp['aligned'],
+               G=cmp['G'], G_angle=cmp['G_angle'],
+               angular_errors=cmp['errors'], angular=cmp['percentiles'])
+    if ids is not None:
+        out['ids'] = np.asarray(ids)
+    if 'hand' in cmp:
+        out.update(hand=cmp['hand'], median_same_hand=cmp['median_same'],
+                   median_mirror_hand=cmp['median_mirror'])
+    if shifts_true_A is not None and shifts_est_A is not None:
+        d = np.asarray(shifts_est_A, dtype=float) - np.asarray(shifts_true_A, dtype=float)
+        err = np.hypot(d[:, 0], d[:, 1])
+        out.update(shift_errors=err, shift=angles.error_percentiles(err, percentiles))
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# Serialisation
+# ---------------------------------------------------------------------------------------
+def to_jsonable(obj):
+    """Nested dicts/lists with numpy arrays and scalars -> JSON-compatible (inf -> None)."""
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return to_jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj
+
+
+def save_json(results, path):
+    with open(path, 'w') as fh:
+        json.dump(to_jsonable(results), fh, indent=1)
+
+
+def load_json(path):
+    with open(path) as fh:
+        return json.load(fh)
