@@ -33,7 +33,7 @@ from .masks import spherical_mask
 
 J = np.diag([1.0, 1.0, -1.0])
 
-COARSE_BOX = 24          # box of the global rotation search (pixels)
+COARSE_BOX = 20          # box of the global rotation search (pixels)
 FINE_BOX = 40            # largest box used for the local refinement
 N_ROTATIONS = 4000       # super-Fibonacci grid: ~ 11 deg covering radius on SO(3)
 N_CANDIDATES = 6         # coarse peaks refined per hand
@@ -180,41 +180,47 @@ def _grid_coords(n):
 
 
 def _coarse_search(a, b, rotations, max_shift_px, support_px, batch=64):
-    """Score every rotation of b (about the centre) against a, best FFT translation each.
+    """Score every rotation of b (about the centre) against a, best FFT translation each,
+    for both hands.
 
-    Only the voxels within support_px of the centre (where the masked maps live) are
-    interpolated. Returns scores (m,) and the translation (pixels, x y z) of each rotation.
+    Returns scores (2, m) and translations (2, m, 3) (pixels, x y z). Row 0: b(R^T r) (same
+    hand). Row 1: the inverted map b(-R^T r), whose Fourier transform is the complex
+    conjugate of the rotated map's (real maps; on an even grid the inversion about voxel
+    N//2 is the cyclic one), so the other hand costs no interpolation. Inversion is
+    J Rz(180): row 1 is the mirrored solution with rotation R Rz(180).
+    Only voxels within support_px of the centre (where the masked maps live) are sampled.
     """
     n = a.shape[0]
     c = n // 2
     xyz = _grid_coords(n)
     inside = np.flatnonzero((xyz ** 2).sum(axis=0) <= support_px ** 2)
-    xyz = xyz[:, inside]
+    zyx = np.ascontiguousarray(xyz[::-1, inside])
     Fa = sfft.rfftn(a.astype(np.float32))
     # allowed cyclic shifts: |s| <= max_shift per axis
     k = (np.arange(n) + n // 2) % n - n // 2          # index -> signed shift
     ok = np.abs(k) <= max_shift_px
     allowed_idx = np.flatnonzero((ok[:, None, None] & ok[None, :, None] & ok[None, None, :])
                                  .ravel())
-    scores = np.empty(len(rotations))
-    shifts = np.empty((len(rotations), 3))
+    scores = np.empty((2, len(rotations)))
+    shifts = np.empty((2, len(rotations), 3))
     rb = np.zeros((batch, n * n * n), dtype=np.float32)
     for start in range(0, len(rotations), batch):
         Rb = rotations[start:start + batch]
         m = len(Rb)
-        # rotated b at output r: b(R^T r); input xyz = R^T r -> index (z, y, x) + c
-        src = np.einsum('mji,jp->imp', Rb, xyz)          # (3, m, p): R^T r
-        coords = src[::-1].reshape(3, -1) + c
+        sl = slice(start, start + m)
+        # rotated b at output r: b(R^T r); in index order (z, y, x) the matrix is P R^T P
+        Mz = Rb.transpose(0, 2, 1)[:, ::-1, ::-1]
+        coords = (Mz @ zyx).transpose(1, 0, 2).reshape(3, -1) + c
         rb[:m, inside] = ndimage.map_coordinates(b, coords, order=1, mode='constant',
                                                  cval=0.0, prefilter=False).reshape(m, -1)
         Fb = sfft.rfftn(rb[:m].reshape(m, n, n, n), axes=(1, 2, 3))
-        cc = sfft.irfftn(Fa[None] * np.conj(Fb), s=(n, n, n), axes=(1, 2, 3))
-        cc = cc.reshape(m, -1)[:, allowed_idx]
-        best = np.argmax(cc, axis=1)
-        scores[start:start + m] = cc[np.arange(m), best]
-        iz, iy, ix = np.unravel_index(allowed_idx[best], (n, n, n))
-        # cc(s) = sum_r a(r) rb(r - s): a matches rb translated by +s
-        shifts[start:start + m] = np.stack([k[ix], k[iy], k[iz]], axis=1)
+        for hand, prod in ((0, Fa[None] * np.conj(Fb)), (1, Fa[None] * Fb)):
+            cc = sfft.irfftn(prod, s=(n, n, n), axes=(1, 2, 3)).reshape(m, -1)[:, allowed_idx]
+            best = np.argmax(cc, axis=1)
+            scores[hand, sl] = cc[np.arange(m), best]
+            iz, iy, ix = np.unravel_index(allowed_idx[best], (n, n, n))
+            # cc(s) = sum_r a(r) rb(r - s): a matches rb translated by +s
+            shifts[hand, sl] = np.stack([k[ix], k[iy], k[iz]], axis=1)
     return scores, shifts
 
 
@@ -245,24 +251,38 @@ def _masked_cc(a, b, m):
     return float(a @ b / den) if den > 0 else 0.0
 
 
-def _refine(a, b, mask, R0, t0_px, mirrored, rot_step_deg, shift_step_px, order=1):
+def _refine(a, b, mask, R0, t0_px, rot_step_deg, shift_step_px, maxfev=600, xatol=0.03):
     """Local Nelder-Mead on (rotation vector applied on the left of R0 in degrees, shift
-    in pixels), maximising the masked correlation. Returns (R, t_px, score)."""
-    m = mask > 0.5
+    in pixels), maximising the correlation of a and the transformed b inside the mask.
+    Only the voxels inside the mask are interpolated. Returns (R, t_px, score)."""
+    n = a.shape[0]
+    c = np.full(3, n // 2, dtype=np.float64)
+    idx = np.nonzero(mask > 0.5)
+    pts = np.stack(idx).astype(np.float64) - c[:, None]        # (3, p) output index - c
+    av = a[idx].astype(np.float64)
+    av -= av.mean()
+    av /= np.linalg.norm(av)
 
     def params_to_rt(x):
         return Rotation.from_rotvec(np.deg2rad(x[:3])).as_matrix() @ R0, t0_px + x[3:]
 
     def cost(x):
         R, t = params_to_rt(x)
-        return -_masked_cc(a, transform_map(b, R, t, mirrored, order=order), m)
+        M = _rev(R.T)
+        # same mapping as transform_map: input index = M (o - c - t) + c
+        coords = M @ (pts - t[::-1, None]) + c[:, None]
+        bv = ndimage.map_coordinates(b, coords, order=1, mode='constant', cval=0.0,
+                                     prefilter=False)
+        bv = bv - bv.mean()
+        nb = np.linalg.norm(bv)
+        return -(av @ bv) / nb if nb > 0 else 0.0
 
     x0 = np.zeros(6)
     simplex = np.vstack([x0] + [x0 + np.eye(6)[i] * (rot_step_deg if i < 3 else shift_step_px)
                                 for i in range(6)])
     res = optimize.minimize(cost, x0, method='Nelder-Mead',
-                            options=dict(initial_simplex=simplex, xatol=0.02, fatol=1e-6,
-                                         maxiter=600, maxfev=900))
+                            options=dict(initial_simplex=simplex, xatol=xatol, fatol=1e-7,
+                                         maxiter=maxfev, maxfev=maxfev))
     R, t = params_to_rt(res.x)
     return R, t, -float(res.fun)
 
@@ -290,26 +310,34 @@ def align_volumes(vol_a, vol_b, pixel_size, check_hand=True, coarse_box=COARSE_B
     af, px_f, mask_f = _prepare(a, pixel_size, fine_box)
     nc = ac.shape[0]
     rotations = uniform_rotation_grid(n_rotations)
-    spacing = 2.0 * 11.0 * (4000.0 / n_rotations) ** (1.0 / 3.0)
-    hands = [False, True] if check_hand else [False]
+    spacing = 2.0 * 11.0 * (4000.0 / n_rotations) ** (1.0 / 3.0)  # ~2 grid spacings
+    bc = _prepare(b, pixel_size, coarse_box)[0]
+    scores, shifts = _coarse_search(ac, bc, rotations, max_shift_frac * nc, 0.45 * nc + 1.5)
+    say(f"coarse search: {len(rotations)} rotations x 2 hands at {nc} px "
+        f"({px_c:.2f} A/px); best same hand {scores[0].max():.4f}, "
+        f"mirror {scores[1].max():.4f}")
+    Z = np.diag([-1.0, -1.0, 1.0])    # inversion = J Z
     results = []
-    for mirrored in hands:
+    for mirrored in ([False, True] if check_hand else [False]):
+        h = int(mirrored)
+        # the hand flip is done on the map, so the local searches use mirrored=False on it
         bsrc = mirror_map(b) if mirrored else b
-        # the hand flip is done on the map, so every later step uses mirrored=False on it
-        bc = _prepare(bsrc, pixel_size, coarse_box)[0]
+        bc_h = _prepare(bsrc, pixel_size, coarse_box)[0]
         bf = _prepare(bsrc, pixel_size, fine_box)[0]
-        scores, shifts = _coarse_search(ac, bc, rotations, max_shift_frac * nc,
-                                        0.45 * nc + 2.5)
-        best = []
-        for i in _peaks(scores, rotations, n_candidates, spacing):
-            R, t, s = _refine(ac, bc, mask_c, rotations[i], shifts[i], False,
-                              spacing / 4.0, 1.0)
-            best.append((s, R, t))
-        best.sort(key=lambda x: -x[0])
-        s_c, R, t_c = best[0]
+        cands = []
+        for i in _peaks(scores[h], rotations, n_candidates, spacing):
+            R0 = rotations[i] @ Z if mirrored else rotations[i]
+            cands.append(_refine(ac, bc_h, mask_c, R0, shifts[h, i], spacing / 4.0, 1.0,
+                                 maxfev=300, xatol=0.1))
+        cands.sort(key=lambda x: -x[2])
+        # near-ties at low resolution (pseudo-symmetry) are decided at the fine box
         scale = px_c / px_f
-        R, t_f, s_f = _refine(af, bf, mask_f, R, t_c * scale, False, 2.0, 0.5)
-        say(f"{'mirrored' if mirrored else 'same'} hand: coarse {s_c:.4f}, fine {s_f:.4f}")
+        fine = [_refine(af, bf, mask_f, R, t * scale, 2.0, 0.5)
+                for R, t, s in cands if s >= cands[0][2] - 0.01][:3]
+        fine.sort(key=lambda x: -x[2])
+        R, t_f, s_f = fine[0]
+        say(f"{'mirrored' if mirrored else 'same'} hand: coarse {cands[0][2]:.4f} "
+            f"({len(cands)} peaks refined), fine {s_f:.4f} ({len(fine)} refined)")
         results.append((s_f, R, t_f * px_f, mirrored))
     results.sort(key=lambda x: -x[0])
     s, R, t_A, mirrored = results[0]

@@ -341,6 +341,34 @@ def red_update(job, b, k, denoised=None, lam=0.0, minres_map=5, gridding_iterati
     return rec.reconstruct(b, k, numerator_extra=extra, minres_map=minres_map)
 
 
+def final_output(folder, suffix, root="run"):
+    """RELION's final file (no _itNNN) of a refinement, e.g. 'class001.mrc', or None.
+
+    After a continuation RELION writes under another root (run_ct5_...); the newest wins.
+    """
+    import glob
+
+    cands = [f for f in glob.glob(os.path.join(folder, f"{root}*_{suffix}"))
+             if "_it" not in os.path.basename(f)]
+    return max(cands, key=os.path.getmtime) if cands else None
+
+
+def last_optimiser(folder, root="run"):
+    """(path, iteration) of the newest *_itNNN_optimiser.star of an unfinished refinement.
+
+    None when nothing was written yet or the refinement already finished.
+    """
+    import glob
+    import re
+
+    files = glob.glob(os.path.join(folder, f"{root}*_it[0-9][0-9][0-9]_optimiser.star"))
+    if not files or final_output(folder, "class001.mrc", root):
+        return None
+    best = max(files, key=lambda f: (int(re.search(r"_it(\d{3})_optimiser", f).group(1)),
+                                     os.path.getmtime(f)))
+    return best, int(re.search(r"_it(\d{3})_optimiser", best).group(1))
+
+
 def write_result(job, vol, pixel_size=0.0):
     write_map(job.result, vol, pixel_size)
 

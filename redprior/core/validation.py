@@ -98,6 +98,19 @@ def auto_mask(vol, pixel_size):
                         extend_px=extend, soft_px=soft)
 
 
+def default_mask(half1, half2, pixel_size, ground_truth=None):
+    """(mask, source): auto_mask() of the ground truth when given, else of the half-map average.
+
+    The ground truth gives the same mask for every refinement of a data set (a fair
+    comparison) and one not shaped by the refinement's own noise.
+    """
+    if ground_truth is not None:
+        return auto_mask(np.asarray(ground_truth, dtype=np.float64), pixel_size), \
+            'auto (ground truth)'
+    avg = 0.5 * (np.asarray(half1, dtype=np.float64) + np.asarray(half2, dtype=np.float64))
+    return auto_mask(avg, pixel_size), 'auto (half-map average)'
+
+
 def randomise_phases(vol, from_shell, seed=0):
     """Copy of a map whose Fourier phases at shells >= from_shell are random.
 
@@ -242,12 +255,14 @@ def _check_maps(named):
 
 def validate_maps(half1, half2, pixel_size, mask=None, ground_truth=None,
                   unreg_half1=None, unreg_half2=None, randomise_from_A=None,
-                  fsc_at=RANDOMISE_FSC_AT, seed=0, repeats=RANDOMISE_REPEATS):
+                  fsc_at=RANDOMISE_FSC_AT, seed=0, repeats=RANDOMISE_REPEATS,
+                  mask_source=None):
     """All FSC curves, resolutions and the overestimation verdict for one refinement.
 
-    mask: None -> auto_mask() of the ground truth when given (the same mask for every
-    refinement of that data set, and not biased by the refinement) else of the half-map
-    average. Returns a dict (see keys below; arrays are numpy).
+    mask: None -> default_mask() (see there). mask_source: how a given mask was made, for
+    the report (default 'given'). Returns a dict with box, pixel_size, nyquist_A,
+    frequencies, shells_A, mask, curves {key: label, fsc, main_threshold, resolution},
+    randomise_shell, randomise_from_A, notes and overestimation; arrays are numpy.
     """
     box = _check_maps(dict(half1=half1, half2=half2, mask=mask, ground_truth=ground_truth,
                            unreg_half1=unreg_half1, unreg_half2=unreg_half2))
@@ -257,10 +272,9 @@ def validate_maps(half1, half2, pixel_size, mask=None, ground_truth=None,
     h2 = np.asarray(half2, dtype=np.float64)
     avg = 0.5 * (h1 + h2)
     if mask is None:
-        source = 'auto (ground truth)' if ground_truth is not None else 'auto (half-map average)'
-        mask = auto_mask(ground_truth if ground_truth is not None else avg, pixel_size)
+        mask, source = default_mask(h1, h2, pixel_size, ground_truth)
     else:
-        source = 'given'
+        source = mask_source or 'given'
         mask = np.asarray(mask, dtype=np.float64)
         if mask.min() < -1e-3 or mask.max() > 1.0 + 1e-3:
             raise ValueError("The mask must take values in [0, 1] (got %.3g..%.3g)."

@@ -1,3 +1,4 @@
 """Protocols of the redprior plugin; Scipion discovers only the names exported here."""
 from .protocol_simulate import ProtRedPriorSimulate
 from .protocol_refine import ProtRedPriorRefine
+from .protocol_validate import ProtRedPriorValidate

@@ -9,7 +9,6 @@ external STAR, which we do not need because the pixel size is passed with --angp
 import glob
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -167,10 +166,11 @@ class ProtRedPriorRefine(ProtRefine3D):
         env['RELION_EXTERNAL_RECONSTRUCT_EXECUTABLE'] = self._exreconCommand(socket)
         self.info('External reconstruct: %s' % env['RELION_EXTERNAL_RECONSTRUCT_EXECUTABLE'])
         t0 = time.time()
-        last = self._lastOptimiser()
-        if last:
+        from redprior.core.relion import last_optimiser
+        found = last_optimiser(self._getExtraPath())
+        if found:
             # Continue an interrupted run; the hook is given again, so the prior is kept.
-            it = int(re.search(r'_it(\d+)_optimiser', last).group(1))
+            last, it = found
             self.info('Continuing from %s (iteration %d)' % (last, it))
             args = '--continue %s --o %s --external_reconstruct --j %d' % (
                 last, self._getExtraPath('run_ct%d' % it), self.numberOfThreads.get())
@@ -266,15 +266,9 @@ class ProtRedPriorRefine(ProtRefine3D):
             args.append(self.extraParams.get())
         return ' '.join(args)
 
-    def _lastOptimiser(self):
-        files = glob.glob(self._getExtraPath('run*_it[0-9][0-9][0-9]_optimiser.star'))
-        if not files or self._finalFileOrNone('class001.mrc'):
-            return None
-        return max(files, key=lambda f: (os.path.getmtime(f), f))
-
     def _finalFileOrNone(self, suffix):
-        cands = [f for f in glob.glob(self._getExtraPath('run*_' + suffix)) if '_it' not in os.path.basename(f)]
-        return max(cands, key=os.path.getmtime) if cands else None
+        from redprior.core.relion import final_output
+        return final_output(self._getExtraPath(), suffix)
 
     def _finalFile(self, suffix):
         path = self._finalFileOrNone(suffix)

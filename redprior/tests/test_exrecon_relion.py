@@ -102,3 +102,33 @@ def test_cwred_schedule():
     # never crossing -> Nyquist, not an inverted check that always says Nyquist
     assert red.resolution_from_fsc(np.ones(8), 14, 2.0) == pytest.approx(4.0)
     assert red.resolution_from_fsc(np.array([1, 0.1, 0.9]), 4, 2.0) == float("inf")
+
+
+def test_continue_keeps_prior(dataset):
+    """An interrupted refinement continued with --continue still calls the hook with the prior."""
+    from redprior.core.denoiser import write_builtin_model
+    from redprior.core.relion import last_optimiser
+
+    out = dataset / "cont"
+    out.mkdir()
+    model = write_builtin_model(str(out / "m.keras"), BOX, PIX)
+    log = out / "log.jsonl"
+    hook = (f"{sys.executable} {REPO}/redprior_exrecon.py --mode red --lambda 0.5 --model {model} "
+            f"--angpix {PIX} --log {log}")
+    env = dict(os.environ, RELION_EXTERNAL_RECONSTRUCT_EXECUTABLE=hook)
+    base = ["relion_refine", "--K", "1", "--tau2_fudge", "2", "--particle_diameter", "110",
+            "--oversampling", "1", "--healpix_order", "1", "--offset_range", "2", "--offset_step", "1",
+            "--j", "1", "--pad", "2", "--external_reconstruct", "--dont_combine_weights_via_disc"]
+    first = base + ["--o", "cont/run", "--i", "particles.star", "--ref", "ref.mrc", "--iter", "1",
+                    "--ini_high", "30", "--sym", "C1", "--norm", "--scale", "--random_seed", "1"]
+    proc = subprocess.run(first, cwd=dataset, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    # 'interrupted' after iteration 1: the protocol finds where to continue from
+    found = last_optimiser(str(out))
+    assert found is not None and found[1] == 1
+    cont = base + ["--continue", os.path.relpath(found[0], dataset), "--o", "cont/run_ct1", "--iter", "2"]
+    proc = subprocess.run(cont, cwd=dataset, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    records = read_log(str(log))
+    assert [r["iteration"] for r in records] == [1, 2]
+    assert all(r["lambda"] == 0.5 and r["mode"] == "red" for r in records)

@@ -1,2 +1,3 @@
 """Viewers of the redprior plugin; Scipion discovers only the names exported here."""
 from .viewer_simulate import RedPriorSimulateViewer
+from .viewer_validate import RedPriorValidateViewer

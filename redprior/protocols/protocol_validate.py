@@ -1,0 +1,407 @@
+"""'resolution and validation report': FSCs, overestimation check and pose errors of a refinement.
+
+The numerics live in redprior.core (validation, angles, report); this protocol reads the
+inputs, runs the steps and turns the results into Scipion outputs and a report in extra/.
+"""
+import json
+import os
+
+import numpy as np
+
+import pyworkflow.protocol.params as params
+from pyworkflow import BETA
+from pwem.constants import ALIGN_PROJ
+from pwem.objects import FSC, SetOfFSCs
+from pwem.protocols import EMProtocol
+
+MAPS_JSON = 'validation_maps.json'
+POSES_JSON = 'validation_poses.json'
+RESULTS_JSON = 'validation.json'
+AUTO_MASK = 'auto_mask.mrc'
+MRC_EXTENSIONS = ('.mrc', '.map', '.mrcs', '.st', '.ali', '.rec')
+
+
+class ProtRedPriorValidate(EMProtocol):
+    """Resolution and validation report of a refined map with half-maps.
+
+    Half-map FSC (unmasked, masked, phase-randomised masked and corrected as in
+    relion_postprocess), FSC to a ground truth (masked, as in Kimanius et al. 2021), the
+    resolution at 0.143 and 0.5 of each (a curve that never crosses is said so), per-particle
+    angular (symmetry-aware) and shift errors against true poses, and a check that the
+    half-map resolution is not better than what the ground truth (or the unregularised
+    half-maps) supports. Writes report.html, report.pdf, PNGs and validation.json in extra/.
+    """
+    _label = 'resolution and validation report'
+    _devStatus = BETA
+    _possibleOutputs = {'outputFSCs': SetOfFSCs}
+
+    # ------------------------------------------------------------------ form
+    def _defineParams(self, form):
+        form.addSection(label='Input')
+        form.addParam('inputVolume', params.PointerParam, pointerClass='Volume',
+                      important=True, label='Refined map (with half-maps)',
+                      help='A 3D auto-refine output, or a map imported with "Set half maps". '
+                           'The two unfiltered half-maps are what is validated; the map '
+                           'compared with the ground truth is their average.')
+        form.addParam('groundTruth', params.PointerParam, pointerClass='Volume',
+                      allowsNull=True, label='Ground-truth map (optional)',
+                      help='Same box, pixel size and frame as the refined map (e.g. the '
+                           'ground truth of "simulate particles"). Gives the FSC to the '
+                           'ground truth and the overestimation check.')
+        form.addParam('inputMask', params.PointerParam, pointerClass='VolumeMask',
+                      allowsNull=True, label='Mask (optional)',
+                      help='Soft solvent mask with values in [0, 1]. Empty: an automatic '
+                           'soft mask (15 A low-pass, 10 % of the maximum, +3 A, 6 A soft '
+                           'edge) of the ground truth when given, else of the half-map '
+                           'average. Use the same mask to compare refinements.')
+        form.addParam('symmetry', params.StringParam, default='C1', label='Symmetry',
+                      help='RELION point group (Cn, Dn, T, O, I, I1-I4) used for the angular '
+                           'errors: symmetry-equivalent poses count as correct.')
+        form.addParam('randomiseFrom', params.FloatParam, default=-1.0,
+                      label='Randomise phases from (A)',
+                      help='Phase randomisation for the masked-FSC correction '
+                           '(relion_postprocess). -1: from the first shell where the '
+                           'unmasked half-map FSC drops below 0.8.')
+
+        form.addSection(label='Poses')
+        form.addParam('trueParticles', params.PointerParam, pointerClass='SetOfParticles',
+                      allowsNull=True, label='Particles with true poses (optional)',
+                      help='E.g. the output of "simulate particles" (3D projection '
+                           'alignment).')
+        form.addParam('refinedParticles', params.PointerParam, pointerClass='SetOfParticles',
+                      allowsNull=True, label='Refined particles (optional)',
+                      help='The refinement\'s output particles. Particles are matched by '
+                           'their id; only the ones in both sets are compared.')
+        form.addParam('alignFrames', params.BooleanParam, default=False,
+                      label='Align the pose frames first?',
+                      help='No: the refinement is in the frame of the true poses (it started '
+                           'from the ground truth low-passed). Yes: first find the global '
+                           'rotation that best maps the refined poses onto the true ones '
+                           '(robust mean, symmetry-aware), e.g. after a de novo initial '
+                           'model. The hand is checked in both cases.')
+
+        form.addSection(label='Overestimation')
+        form.addParam('unregHalf1', params.PathParam, default='',
+                      label='Unregularised half-map 1 (optional)',
+                      help='Half-map of the same refinement without the prior (e.g. RELION\'s '
+                           'B/K map of the last iteration). Without a ground truth, the '
+                           'regularised half-map resolution is checked against theirs.')
+        form.addParam('unregHalf2', params.PathParam, default='',
+                      label='Unregularised half-map 2 (optional)')
+
+    # ------------------------------------------------------------------ steps
+    def _insertAllSteps(self):
+        self._insertFunctionStep(self.computeFscStep, self._mapsSignature(), needsGPU=False)
+        if self._hasParticles():
+            self._insertFunctionStep(self.computePosesStep,
+                                     self.trueParticles.get().getObjId(),
+                                     self.refinedParticles.get().getObjId(),
+                                     self.symmetry.get(), self.alignFrames.get(),
+                                     needsGPU=False)
+        self._insertFunctionStep(self.reportStep, needsGPU=False)
+        self._insertFunctionStep(self.createOutputStep, needsGPU=False)
+
+    def computeFscStep(self, signature):
+        from redprior.core import mrcio, validation
+        vol = self.inputVolume.get()
+        pixel = vol.getSamplingRate()
+        h1p, h2p = self._halfMapPaths()
+        self.info('Half-maps: %s, %s (%g A/px)' % (h1p, h2p, pixel))
+        h1, h2 = self._readMap(h1p), self._readMap(h2p)
+        gt = mask = u1 = u2 = None
+        if self.groundTruth.get() is not None:
+            gt = self._readMap(self._volumePath(self.groundTruth.get()))
+            self.info('Ground truth: %s' % self._volumePath(self.groundTruth.get()))
+        if self.inputMask.get() is not None:
+            mask = self._readMap(self._volumePath(self.inputMask.get()))
+            self.info('Mask: %s' % self._volumePath(self.inputMask.get()))
+        if self._hasUnreg():
+            u1, u2 = self._readMap(self.unregHalf1.get()), self._readMap(self.unregHalf2.get())
+            self.info('Unregularised half-maps: %s, %s'
+                      % (self.unregHalf1.get(), self.unregHalf2.get()))
+        source = None
+        if mask is None:
+            mask, source = validation.default_mask(h1, h2, pixel, gt)
+            mrcio.write_map(self._getExtraPath(AUTO_MASK), mask, pixel)
+            self.info('Automatic mask written to %s' % self._getExtraPath(AUTO_MASK))
+        rfrom = self.randomiseFrom.get()
+        res = validation.validate_maps(h1, h2, pixel, mask=mask, ground_truth=gt,
+                                       unreg_half1=u1, unreg_half2=u2, mask_source=source,
+                                       randomise_from_A=rfrom if rfrom and rfrom > 0 else None)
+        self.info('Mask: %s, mean value %.3f' % (res['mask']['source'], res['mask']['fraction']))
+        if res['randomise_from_A']:
+            self.info('Phases randomised from %.2f A (shell %d)'
+                      % (res['randomise_from_A'], res['randomise_shell']))
+        for note in res['notes']:
+            self.warning(note)
+        for key, c in res['curves'].items():
+            self.info('%-55s 0.143: %-45s 0.5: %s' % (c['label'], c['resolution']['0.143']['text'],
+                                                     c['resolution']['0.5']['text']))
+        self.info('Overestimation: %s' % res['overestimation']['verdict'])
+        validation.save_json(res, self._getExtraPath(MAPS_JSON))
+
+    def computePosesStep(self, trueId, refinedId, symmetry, align):
+        from redprior.core import validation
+        ids_t, R_t, s_t = posesFromSet(self.trueParticles.get())
+        ids_r, R_r, s_r = posesFromSet(self.refinedParticles.get())
+        common, it, ir = np.intersect1d(ids_t, ids_r, return_indices=True)
+        self.info('Particles: %d with true poses, %d refined, %d in common (matched by id)'
+                  % (len(ids_t), len(ids_r), len(common)))
+        if len(common) == 0:
+            raise ValueError('The true and refined particle sets have no particle id in '
+                             'common. Give the refinement\'s output particles and the set it '
+                             'was refined from (or its source, e.g. "simulate particles").')
+        poses = validation.pose_errors(R_t[it], R_r[ir], symmetry, s_t[it], s_r[ir],
+                                       align=align, check_hand=True, ids=common)
+        a, s = poses['angular'], poses['shift']
+        self.info('Angular error (deg, %s): median %.3g, 75th %.3g, 90th %.3g, 95th %.3g'
+                  % (symmetry, a['p50'], a['p75'], a['p90'], a['p95']))
+        self.info('Shift error (A): median %.3g, 90th %.3g' % (s['p50'], s['p90']))
+        if poses.get('hand') == 'mirror':
+            self.warning('The refined poses fit the MIRROR image of the truth better: the map '
+                         'probably has the wrong hand.')
+        validation.save_json(poses, self._getExtraPath(POSES_JSON))
+
+    def reportStep(self):
+        from redprior.core import report, validation
+        res = validation.load_json(self._getExtraPath(MAPS_JSON))
+        if os.path.exists(self._getExtraPath(POSES_JSON)):
+            res['poses'] = validation.load_json(self._getExtraPath(POSES_JSON))
+        validation.save_json(res, self._getExtraPath(RESULTS_JSON))
+        paths = report.write_report(res, self._getExtraPath(), info=self._reportInfo())
+        for name, path in sorted(paths.items()):
+            self.info('Report %s: %s' % (name, path))
+
+    def createOutputStep(self):
+        res = self.getResults()
+        freq = [float(f) for f in res['frequencies']]
+        fscs = self._createSetOfFSCs()
+        for key, c in res['curves'].items():
+            fsc = FSC(objLabel=c['label'])
+            fsc.setData(freq, [float(v) for v in c['fsc']])
+            fscs.append(fsc)
+        self._defineOutputs(outputFSCs=fscs)
+        self._defineSourceRelation(self.inputVolume, fscs)
+
+    # ------------------------------------------------------------------ helpers
+    def getResults(self):
+        """Contents of extra/validation.json ({} before the report step)."""
+        path = self._getExtraPath(RESULTS_JSON)
+        if not os.path.exists(path):
+            return {}
+        with open(path) as fh:
+            return json.load(fh)
+
+    def getReportPath(self, name='report.html'):
+        return self._getExtraPath(name)
+
+    def _hasParticles(self):
+        return self.trueParticles.get() is not None and self.refinedParticles.get() is not None
+
+    def _hasUnreg(self):
+        return bool(self.unregHalf1.get()) and bool(self.unregHalf2.get())
+
+    def _mapsSignature(self):
+        # FunctionStep args are compared on "continue": pass names and numbers only
+        parts = [self.inputVolume.get().getObjId()]
+        for ptr in (self.groundTruth, self.inputMask):
+            parts.append(ptr.get().getObjId() if ptr.get() is not None else None)
+        return parts + [self.unregHalf1.get(), self.unregHalf2.get(), self.randomiseFrom.get()]
+
+    @staticmethod
+    def _volumePath(vol):
+        fn = vol.getFileName()
+        return fn[:-4] if fn.endswith(':mrc') else fn
+
+    def _halfMapPaths(self):
+        halves = [h[:-4] if h.endswith(':mrc') else h
+                  for h in self.inputVolume.get().getHalfMaps(asList=True)]
+        return halves[0], halves[1]
+
+    def _readMap(self, path):
+        from redprior.core import mrcio
+        if os.path.splitext(path)[1].lower() not in MRC_EXTENSIONS:
+            # e.g. Spider/Xmipp maps from other plugins: the core reads MRC only
+            from pwem.emlib.image import ImageHandler
+            converted = self._getTmpPath(os.path.basename(path) + '.mrc')
+            ImageHandler().convert(path, converted)
+            path = converted
+        data, _ = mrcio.read_map(path)
+        mrcio.check_cube(data, path)
+        return data
+
+    def _reportInfo(self):
+        vol = self.inputVolume.get()
+        info = {'refined map': '%s (%s)' % (vol.getObjLabel() or self._volumePath(vol),
+                                            ', '.join(os.path.basename(h)
+                                                      for h in self._halfMapPaths())),
+                'symmetry': self.symmetry.get()}
+        if self.groundTruth.get() is not None:
+            info['ground truth'] = self._volumePath(self.groundTruth.get())
+        if self.inputMask.get() is not None:
+            info['mask'] = self._volumePath(self.inputMask.get())
+        if self._hasParticles():
+            info['particles'] = '%d true, %d refined' % (self.trueParticles.get().getSize(),
+                                                         self.refinedParticles.get().getSize())
+        if self._hasUnreg():
+            info['unregularised half-maps'] = '%s, %s' % (self.unregHalf1.get(),
+                                                          self.unregHalf2.get())
+        return info
+
+    # ------------------------------------------------------------------ info
+    @classmethod
+    def validateInstallation(cls):
+        # Pure Python: do not inherit the plugin's RELION/TensorFlow check.
+        from importlib.util import find_spec
+        return ["Python package mrcfile is missing: run `pip install mrcfile` in Scipion's "
+                "Python."] if find_spec('mrcfile') is None else []
+
+    def _validate(self):
+        from redprior.core import angles
+        errors = []
+        vol = self.inputVolume.get()
+        if vol is None:
+            return ['A refined map is required.']
+        if not vol.hasHalfMaps() or len(vol.getHalfMaps(asList=True)) != 2:
+            return ['The input map has no half-maps, so its resolution cannot be validated. '
+                    'Use the map output by a 3D auto-refine (it carries its two half-maps), or '
+                    'import the map with "import volumes", "Set half maps" = Yes and the two '
+                    'half-map files.']
+        pixel = vol.getSamplingRate()
+        if not pixel or pixel <= 0:
+            errors.append('The refined map has no pixel size; set it on import.')
+        maps = [('half-map 1', self._halfMapPaths()[0], pixel),
+                ('half-map 2', self._halfMapPaths()[1], pixel)]
+        if self.groundTruth.get() is not None:
+            gt = self.groundTruth.get()
+            maps.append(('ground truth', self._volumePath(gt), gt.getSamplingRate()))
+        if self.inputMask.get() is not None:
+            m = self.inputMask.get()
+            maps.append(('mask', self._volumePath(m), m.getSamplingRate()))
+        if bool(self.unregHalf1.get()) != bool(self.unregHalf2.get()):
+            errors.append('Give both unregularised half-maps or none.')
+        elif self._hasUnreg():
+            maps += [('unregularised half-map 1', self.unregHalf1.get(), None),
+                     ('unregularised half-map 2', self.unregHalf2.get(), None)]
+        errors += self._validateMaps(maps, pixel)
+        try:
+            angles.symmetry_order(self.symmetry.get())
+        except ValueError as exc:
+            errors.append(str(exc))
+        errors += self._validateParticles()
+        return errors
+
+    def _validateMaps(self, maps, pixel):
+        errors = []
+        ref_name, ref_path, _ = maps[0]
+        ref_shape = None
+        for name, path, map_pixel in maps:
+            if not path or not os.path.exists(path):
+                errors.append('The %s file %s does not exist. Check the input (was the '
+                              'refinement moved or deleted?).' % (name, path))
+                continue
+            shape = _mapShape(path)
+            if shape is None:
+                errors.append('The %s file %s cannot be read as a map.' % (name, path))
+                continue
+            if len(set(shape)) != 1:
+                errors.append('The %s is not cubic (%s); validation needs cubic maps.'
+                              % (name, 'x'.join(map(str, shape))))
+            if ref_shape is None:
+                ref_shape = shape
+            elif shape != ref_shape:
+                errors.append('Box mismatch: the %s is %s px but %s is %s px. Resize or crop '
+                              'the %s to %d px (same pixel size) before validating.'
+                              % (name, 'x'.join(map(str, shape)), ref_name,
+                                 'x'.join(map(str, ref_shape)), name, ref_shape[0]))
+            if map_pixel and pixel and abs(map_pixel - pixel) > 0.01 * pixel:
+                errors.append('Pixel size mismatch: the %s is %.4g A/px and the refined map '
+                              '%.4g A/px. Rescale the %s to %.4g A/px (or fix its sampling '
+                              'rate on import if the header is wrong).'
+                              % (name, map_pixel, pixel, name, pixel))
+        return errors
+
+    def _validateParticles(self):
+        t, r = self.trueParticles.get(), self.refinedParticles.get()
+        if (t is None) != (r is None):
+            return ['Give both the particles with true poses and the refined particles (or '
+                    'neither) to get angular errors.']
+        errors = []
+        for name, parts in (('particles with true poses', t), ('refined particles', r)):
+            if parts is not None and parts.getAlignment() != ALIGN_PROJ:
+                errors.append('The %s have no 3D projection alignment (alignment: %s). Use a '
+                              'set with 3D poses, e.g. the output of "simulate particles" or of '
+                              'a 3D refinement.' % (name, parts.getAlignment()))
+        return errors
+
+    def _summary(self):
+        res = self.getResults()
+        if not res:
+            return ['Not run yet: will validate %s.' % (self.inputVolume.get() or 'the map')]
+        from redprior.core import report
+        lines = report.summary_lines(res)
+        lines.append('Resolution (FSC 0.143 / 0.5):')
+        lines += ['  %s: %s / %s' % row for row in report.resolution_rows(res)]
+        if res.get('poses') and report.hand_text(res['poses']):
+            lines.append(report.hand_text(res['poses']))
+        lines.append('Report: %s' % self.getReportPath())
+        return lines
+
+    def _methods(self):
+        res = self.getResults()
+        if not res:
+            return []
+        text = ('Half-map FSCs were computed unmasked and with %s soft mask; the masked FSC '
+                'was corrected for the mask by phase randomisation%s (Chen et al. 2013, as in '
+                'relion_postprocess). Resolutions are read where the FSC first drops below '
+                '0.143 and 0.5.' % ('a given' if res['mask']['source'] == 'given'
+                                    else 'an automatic', ' beyond %.1f A'
+                                    % res['randomise_from_A'] if res.get('randomise_from_A')
+                                    else ''))
+        if 'gt_masked' in res['curves']:
+            text += (' The average of the half-maps was compared with the ground truth by a '
+                     'masked FSC (Kimanius et al. 2021).')
+        if res.get('poses'):
+            text += (' Angular errors are the axis-angle distances between true and refined '
+                     'rotations, minimised over the %s symmetry group.' % res['poses']['symmetry'])
+        return [text]
+
+    def _citations(self):
+        return ['Kimanius2021']
+
+
+# ---------------------------------------------------------------------------------------
+def posesFromSet(parts):
+    """(ids, R (n,3,3) RELION pose matrices, shifts (n,2) in A) of a SetOfParticles.
+
+    Scipion stores a projection alignment as the inverse of the RELION transform: the matrix
+    M of a particle satisfies inv(M) = [A | -shift_px], A = euler_to_matrix(rot, tilt, psi)
+    (relion.convert; checked in test_protocol_simulate), so no Euler angles are needed.
+    """
+    pixel = parts.getSamplingRate()
+    ids, mats = [], []
+    for p in parts.iterItems(orderBy='id'):
+        ids.append(p.getObjId())
+        mats.append(p.getTransform().getMatrix())
+    if not mats:
+        return np.zeros(0, dtype=int), np.zeros((0, 3, 3)), np.zeros((0, 2))
+    inv = np.linalg.inv(np.asarray(mats, dtype=np.float64))
+    return (np.asarray(ids, dtype=int), inv[:, :3, :3], -inv[:, :2, 3] * pixel)
+
+
+def _mapShape(path):
+    """(x, y, z) of a map from its header only; None if unreadable."""
+    if os.path.splitext(path)[1].lower() in MRC_EXTENSIONS:
+        import mrcfile
+        try:
+            with mrcfile.open(path, header_only=True, permissive=True) as mrc:
+                h = mrc.header
+                return int(h.nx), int(h.ny), int(h.nz)
+        except Exception:  # mrcfile raises several types for corrupt headers
+            return None
+    try:
+        from pwem.emlib.image import ImageHandler
+        x, y, z, _ = ImageHandler().getDimensions(path)
+        return x, y, z
+    except Exception:
+        return None
