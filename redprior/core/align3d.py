@@ -36,7 +36,7 @@ J = np.diag([1.0, 1.0, -1.0])
 COARSE_BOX = 20          # box of the global rotation search (pixels)
 FINE_BOX = 40            # largest box used for the local refinement
 N_ROTATIONS = 4000       # super-Fibonacci grid: ~ 11 deg covering radius on SO(3)
-N_CANDIDATES = 6         # coarse peaks refined per hand
+N_CANDIDATES = 5         # coarse peaks refined per hand
 
 
 @dataclass
@@ -243,6 +243,10 @@ def _peaks(scores, rotations, count, min_sep_deg):
     return chosen
 
 
+def _angle(R1, R2):
+    return float(np.rad2deg(np.arccos(np.clip((np.trace(R1.T @ R2) - 1.0) / 2.0, -1, 1))))
+
+
 def _masked_cc(a, b, m):
     a, b = a[m].astype(np.float64), b[m].astype(np.float64)
     a -= a.mean()
@@ -330,6 +334,12 @@ def align_volumes(vol_a, vol_b, pixel_size, check_hand=True, coarse_box=COARSE_B
             cands.append(_refine(ac, bc_h, mask_c, R0, shifts[h, i], spacing / 4.0, 1.0,
                                  maxfev=300, xatol=0.1))
         cands.sort(key=lambda x: -x[2])
+        # peaks that converged to the same solution are refined once
+        distinct = []
+        for cand in cands:
+            if all(_angle(cand[0], d[0]) > 3.0 for d in distinct):
+                distinct.append(cand)
+        cands = distinct
         # near-ties at low resolution (pseudo-symmetry) are decided at the fine box
         scale = px_c / px_f
         fine = [_refine(af, bf, mask_f, R, t * scale, 2.0, 0.5)
