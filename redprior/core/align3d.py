@@ -7,7 +7,7 @@ Conventions (RELION 3.1, as core.simulate and core.angles):
   * maps are cubic, array axes (z, y, x); a point r = (x, y, z) is measured from voxel
     N//2; shifts are in Angstrom, (x, y, z) order;
   * J = diag(1, 1, -1) is the hand flip (mirror through the xy plane);
-  * `align_volumes(A, B)` returns a `VolumeAlignment` (R, t, h) that maps a point p of B's
+  * `align_volumes(A, B)` returns a `FrameTransform` (R, t, h) that maps a point p of B's
     frame to R (J^h p) + t in A's frame. The aligned map is
         B'(r) = B(J^h R^T (r - t))   (see `transform_map`),  and  B' ~ A;
     equivalently B(p) = A(R J^h p + t).
@@ -40,14 +40,20 @@ N_CANDIDATES = 5         # coarse peaks refined per hand
 
 
 @dataclass
-class VolumeAlignment:
-    """B -> A transform: p_A = R (J^h p_B) + t. See the module docstring."""
+class FrameTransform:
+    """B -> A frame transform: p_A = R (J^h p_B) + t. See the module docstring.
+
+    `method` says how it was found: 'volumes' (align_volumes; score = masked correlation
+    of the maps), 'poses' (consensus.align_pose_sets; score = fraction of common particles
+    whose poses agree after the transform) or 'identity'.
+    """
     rotation: np.ndarray = field(default_factory=lambda: np.eye(3))
     shift_A: np.ndarray = field(default_factory=lambda: np.zeros(3))
     mirrored: bool = False
     score: float = 1.0             # masked correlation of A and aligned B (chosen hand)
     score_other_hand: float = None  # the same for the best solution of the other hand
     pixel_size: float = 1.0
+    method: str = 'volumes'
 
     @property
     def hand(self):
@@ -70,8 +76,8 @@ class VolumeAlignment:
         Jh = J if self.mirrored else np.eye(3)
         # p_B = J^h R^T p_A - J^h R^T t; written as R' (J^h p_A) + t'
         Rinv = Jh @ self.rotation.T @ Jh
-        return VolumeAlignment(Rinv, -(Jh @ self.rotation.T @ self.shift_A), self.mirrored,
-                               self.score, self.score_other_hand, self.pixel_size)
+        return FrameTransform(Rinv, -(Jh @ self.rotation.T @ self.shift_A), self.mirrored,
+                              self.score, self.score_other_hand, self.pixel_size, self.method)
 
     def to_dict(self):
         rv = Rotation.from_matrix(self.rotation).as_rotvec()
@@ -80,14 +86,14 @@ class VolumeAlignment:
                     score_other_hand=(None if self.score_other_hand is None
                                       else float(self.score_other_hand)),
                     rotation_angle_deg=float(np.rad2deg(np.linalg.norm(rv))),
-                    pixel_size=float(self.pixel_size))
+                    pixel_size=float(self.pixel_size), method=self.method)
 
     @classmethod
     def from_dict(cls, d):
         return cls(np.array(d['rotation'], dtype=float), np.array(d['shift_A'], dtype=float),
                    bool(d['mirrored']), float(d['score']),
                    None if d.get('score_other_hand') is None else float(d['score_other_hand']),
-                   float(d['pixel_size']))
+                   float(d['pixel_size']), d.get('method', 'volumes'))
 
 
 # ---------------------------------------------------------------------------------------
@@ -296,12 +302,14 @@ def align_volumes(vol_a, vol_b, pixel_size, check_hand=True, coarse_box=COARSE_B
                   max_shift_frac=0.25, log=None):
     """Find the transform that best superimposes map B onto reference map A.
 
-    Global search: n_rotations quasi-uniform rotations of B (and of its mirror image when
-    check_hand) at coarse_box pixels, each with the best FFT translation (up to
-    max_shift_frac of the box); the n_candidates best distinct peaks are refined locally
-    (Nelder-Mead, 6 parameters) first at the coarse box, then the best one of each hand at
-    up to fine_box pixels. The hand with the higher final correlation wins.
-    Both maps must have the same box and pixel size. Returns a VolumeAlignment.
+    Global search: n_rotations quasi-uniform rotations of B at coarse_box pixels, each with
+    the best FFT translation (up to max_shift_frac of the box), for both hands in one pass
+    (see _coarse_search); per hand the n_candidates best distinct peaks are refined locally
+    (Nelder-Mead, 6 parameters) at the coarse box, then the best (and near-ties) at up to
+    fine_box pixels. Score: correlation of A and the aligned B (cubic interpolation of the
+    full map) inside a soft sphere of 0.45 box, both low-passed to the fine box. The hand
+    with the higher score wins; check_hand=False keeps B's hand.
+    Both maps must have the same box and pixel size. Returns a FrameTransform.
     """
     a = np.asarray(vol_a, dtype=np.float32)
     b = np.asarray(vol_b, dtype=np.float32)
@@ -309,7 +317,6 @@ def align_volumes(vol_a, vol_b, pixel_size, check_hand=True, coarse_box=COARSE_B
         raise ValueError(f"Both maps must be cubic and of the same box, got {a.shape} and "
                          f"{b.shape}; resample one of them first.")
     say = log or (lambda msg: None)
-    n = a.shape[0]
     ac, px_c, mask_c = _prepare(a, pixel_size, coarse_box)
     af, px_f, mask_f = _prepare(a, pixel_size, fine_box)
     nc = ac.shape[0]
@@ -346,15 +353,19 @@ def align_volumes(vol_a, vol_b, pixel_size, check_hand=True, coarse_box=COARSE_B
                 for R, t, s in cands if s >= cands[0][2] - 0.01][:3]
         fine.sort(key=lambda x: -x[2])
         R, t_f, s_f = fine[0]
+        # reported score: cubic interpolation of the full map, then the fine-box filter
+        found = FrameTransform(R, t_f * px_f, mirrored, 0.0, None, float(pixel_size))
+        score = score_alignment(a, b, found, fine_box)
         say(f"{'mirrored' if mirrored else 'same'} hand: coarse {cands[0][2]:.4f} "
-            f"({len(cands)} peaks refined), fine {s_f:.4f} ({len(fine)} refined)")
-        results.append((s_f, R, t_f * px_f, mirrored))
+            f"({len(cands)} peaks refined), fine {s_f:.4f} ({len(fine)} refined), "
+            f"final {score:.4f}")
+        results.append((score, found))
     results.sort(key=lambda x: -x[0])
-    s, R, t_A, mirrored = results[0]
-    other = results[1][0] if len(results) > 1 else None
-    # the search flipped the map first: B_m = B(J p) aligned by (R, t) -> p_A = R J p_B + t
-    return VolumeAlignment(R, np.asarray(t_A, dtype=float), mirrored, s, other,
-                           float(pixel_size))
+    score, found = results[0]
+    found.score = score
+    found.score_other_hand = results[1][0] if len(results) > 1 else None
+    found.method = 'volumes'
+    return found
 
 
 def score_alignment(vol_a, vol_b, alignment, box=FINE_BOX):

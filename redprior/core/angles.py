@@ -205,7 +205,7 @@ def project_to_rotation(M):
 # Global frame alignment
 # ---------------------------------------------------------------------------------------
 def align_rotation_sets(R_ref, R_other, symmetry='C1', iterations=30, n_candidates=32,
-                        max_score_particles=2000, seed=0):
+                        max_score_particles=2000, max_fit_particles=5000, seed=0):
     """Global rotation G with R_ref[i] ~ R_other[i] @ G for most particles.
 
     Right multiplication is what a rotated map frame does: if the other refinement's map is
@@ -216,14 +216,16 @@ def align_rotation_sets(R_ref, R_other, symmetry='C1', iterations=30, n_candidat
     Robust: G is first chosen among relative rotations of a few particles (the candidate with
     the smallest median distance, so a minority of wrong poses cannot steer it), then refined
     as the chordal L1 mean (Weiszfeld iterations on the projected Euclidean mean) of the
-    per-particle estimates R_other^T R_ref S^T, each with its best symmetry operator S.
+    per-particle estimates R_other^T R_ref S, each with its best symmetry operator S.
+    One global rotation needs few particles: at most max_fit_particles (a random subset) are
+    used, so large sets stay fast.
     """
     R_ref, R_other = _stack(R_ref), _stack(R_other)
     if len(R_ref) != len(R_other) or len(R_ref) == 0:
         raise ValueError(f"Need two non-empty pose stacks of equal length, got {len(R_ref)} "
                          f"and {len(R_other)}.")
     ops = symmetry_operators(symmetry)
-    rel = np.einsum('nji,njk->nik', R_other, R_ref)  # R_other^T R_ref = G S_i
+    rel = np.einsum('nji,njk->nik', R_other, R_ref)  # R_other^T R_ref = G S_i^T
 
     rng = np.random.default_rng(seed)
     n = len(rel)
@@ -244,12 +246,15 @@ def align_rotation_sets(R_ref, R_other, symmetry='C1', iterations=30, n_candidat
         if score < best_score:
             best_G, best_score = rel[c], score
 
+    fit_idx = (np.arange(n) if n <= max_fit_particles
+               else rng.choice(n, max_fit_particles, replace=False))
     G = best_G
     for _ in range(iterations):
-        _, best = distances(G, np.arange(n))
-        # per-particle estimate of G: rel_i S_i^T
-        est = np.einsum('nij,nkj->nik', rel, ops[best])
-        chord = np.linalg.norm((est - G).reshape(n, -1), axis=1)
+        _, best = distances(G, fit_idx)
+        # the best S maximises tr(G^T rel S), i.e. rel ~ G S^T: the particle's estimate of
+        # G is rel S
+        est = np.einsum('nij,njk->nik', rel[fit_idx], ops[best])
+        chord = np.linalg.norm((est - G).reshape(len(fit_idx), -1), axis=1)
         w = 1.0 / np.maximum(chord, 1e-6)
         G_new = project_to_rotation(np.einsum('n,nij->ij', w, est))
         if rotation_angle(G.T @ G_new)[0] < 1e-6:

@@ -126,3 +126,54 @@ class Denoiser:
         else:
             y = self._network(x)
         return fourier_resample(y, n) if n_model != n else y.astype(np.float32)
+
+
+REQUIRED_KEYS = ("box", "pixel_size", "normalisation")
+
+
+def _write_json_atomic(path, obj):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as fh:
+        json.dump(_finite_json(obj), fh, indent=1, allow_nan=False)
+    os.replace(tmp, path)
+
+
+def _finite_json(obj):
+    """numpy -> Python, NaN/inf -> None (strict JSON readers reject NaN)."""
+    if isinstance(obj, dict):
+        return {str(k): _finite_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, np.ndarray)):
+        return [_finite_json(v) for v in obj]
+    if isinstance(obj, (np.integer, np.bool_)):
+        return obj.item()
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if np.isfinite(obj) else None
+    return obj
+
+
+def save_model(model, path, meta):
+    """Save a Keras model as `path` (.keras) with its `.json` metadata sidecar.
+
+    meta must hold box, pixel_size and normalisation (see read_metadata); 'residual' is
+    Denoiser's flag (True: the model outputs the noise, Denoiser subtracts it), so models
+    that do their residual subtraction inside (core.unet) are saved with residual False.
+    Non-finite numbers are not valid JSON: write them as None.
+    """
+    missing = [k for k in REQUIRED_KEYS if k not in meta]
+    if missing:
+        raise DenoiserError(f"Denoiser metadata for {path} lacks {', '.join(missing)}.")
+    if not str(path).endswith(".keras"):
+        raise DenoiserError(f"Keras 3 saves models as '.keras' files; got {path}.")
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    model.save(path)
+    _write_json_atomic(metadata_path(path), meta)
+    return path
+
+
+def update_metadata(model_path, **fields):
+    """Add or replace keys of a saved model's metadata (e.g. the single-pass curve)."""
+    meta = read_metadata(model_path)
+    meta.update(fields)
+    _write_json_atomic(metadata_path(model_path), meta)
+    return meta

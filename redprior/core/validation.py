@@ -230,7 +230,7 @@ def overestimation_check(claimed, supported, box, pixel_size, against):
     ratio = (k_c / float(k_s)) if k_s > 0 else (np.inf if k_c > 0 else 1.0)
     over = bool(excess > OVERESTIMATE_MIN_SHELLS and ratio > 1.0 + OVERESTIMATE_MIN_FRACTION)
     verdict = 'OVERESTIMATED' if over else 'consistent'
-    text = ('%s: half-maps claim %s (FSC %g), %s supports %s (FSC %g); %+d shell(s)'
+    text = ('%s: half-maps claim %s (FSC %g), supported by %s: %s (FSC %g); %+d shell(s)'
             % (verdict, claimed['text'], claimed['threshold'], against, supported['text'],
                supported['threshold'], excess))
     return dict(against=against, claimed=claimed, supported=supported, shell_excess=int(excess),

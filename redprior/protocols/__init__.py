@@ -2,3 +2,4 @@
 from .protocol_simulate import ProtRedPriorSimulate
 from .protocol_refine import ProtRedPriorRefine
 from .protocol_validate import ProtRedPriorValidate
+from .protocol_consensus import ProtRedPriorConsensus

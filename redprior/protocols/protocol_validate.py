@@ -102,7 +102,7 @@ class ProtRedPriorValidate(EMProtocol):
         self._insertFunctionStep(self.createOutputStep, needsGPU=False)
 
     def computeFscStep(self, signature):
-        from redprior.core import mrcio, validation
+        from redprior.core import mrcio, report, validation
         vol = self.inputVolume.get()
         pixel = vol.getSamplingRate()
         h1p, h2p = self._halfMapPaths()
@@ -134,9 +134,8 @@ class ProtRedPriorValidate(EMProtocol):
                       % (res['randomise_from_A'], res['randomise_shell']))
         for note in res['notes']:
             self.warning(note)
-        for key, c in res['curves'].items():
-            self.info('%-55s 0.143: %-45s 0.5: %s' % (c['label'], c['resolution']['0.143']['text'],
-                                                     c['resolution']['0.5']['text']))
+        for row in report.resolution_rows(res):
+            self.info('%-55s 0.143: %-45s 0.5: %s' % row)
         self.info('Overestimation: %s' % res['overestimation']['verdict'])
         validation.save_json(res, self._getExtraPath(MAPS_JSON))
 

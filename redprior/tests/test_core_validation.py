@@ -183,6 +183,16 @@ class TestFrameAndHand(unittest.TestCase):
         err = angles.angular_distance(self.R, other @ G, 'D2')
         self.assertLess(np.median(err[90:]), 2.0)
 
+    def test_every_particle_counts_under_symmetry(self):
+        # C7 operators are not involutions: each particle's estimate of G must undo its own
+        # operator, or only the particles with S = identity would agree and the mean of a
+        # noisy set would rest on a seventh of it.
+        ops = angles.symmetry_operators('C7')
+        S = ops[self.rng.integers(len(ops), size=len(self.R))]
+        other = self.R @ S @ random_rotations(len(self.R), 2.0, self.rng) @ self.Q.T
+        G = angles.align_rotation_sets(self.R, other, 'C7')
+        self.assertLess(angles.angular_distance(self.Q, G, 'C7')[0], 0.06)
+
     def test_mirror_is_detected(self):
         rot, tilt, psi = angles.matrix_to_euler(self.R)
         np.testing.assert_allclose(angles.euler_to_matrix(*angles.mirror_euler(rot, tilt, psi)),

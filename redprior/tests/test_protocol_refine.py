@@ -77,6 +77,14 @@ class TestRedPriorRefine(BaseTest):
         # RELION's large files were removed after each call
         leftovers = [f for f in os.listdir(prot._getExtraPath()) if f.endswith('_weight.mrc')]
         self.assertEqual(leftovers, [])
+        # the viewer renders its figures headless
+        from redprior.viewers.viewer_refine import RedPriorRefineViewer, iteration_table
+        viewer = RedPriorRefineViewer(project=self.proj, protocol=prot)
+        pngs = viewer.saveFigures(prot._getExtraPath('figures'))
+        self.assertTrue(all(os.path.getsize(p) > 1000 for p in pngs))
+        rows = iteration_table(prot._getExtraPath())
+        self.assertEqual(len(rows), summary['iterations'] - 1)  # the joined final call has no half model
+        self.assertEqual(len(viewer.plotSlices().axes), 9)
 
     def test_cwred_pad1(self):
         prot = self._refine('CW-RED pad 1', PRIOR_CWRED, 1, cwLow=10.0, cwHigh=6.5)

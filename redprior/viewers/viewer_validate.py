@@ -88,14 +88,17 @@ class RedPriorValidateViewer(ProtocolViewer):
                 self._error('No pose errors: the run had no true and refined particles.')
             return []
         has_shift = 'shift_errors' in poses
-        plotter = EmPlotter(x=2 if has_shift else 1, y=1, figsize=(11 if has_shift else 6, 4.5),
+        # EmPlotter: x rows, y columns; None axis labels would switch the axes off
+        plotter = EmPlotter(x=1, y=2 if has_shift else 1, figsize=(11 if has_shift else 6, 4.5),
                             windowTitle='Pose errors',
                             mainTitle='Pose errors of %d particles%s'
                                       % (poses['n'], ' (MIRRORED hand)'
                                          if poses.get('hand') == 'mirror' else ''))
-        report.plot_angular_errors(plotter.createSubPlot('Angular error', None, None), poses)
+        report.plot_angular_errors(plotter.createSubPlot('Angular error', 'deg', 'particles'),
+                                   poses)
         if has_shift:
-            report.plot_shift_errors(plotter.createSubPlot('Shift error', None, None), poses)
+            report.plot_shift_errors(plotter.createSubPlot('Shift error', 'A', 'particles'),
+                                     poses)
         return [plotter]
 
     # ------------------------------------------------------------------ headless

@@ -1,0 +1,119 @@
+"""Viewer of 'CW-RED 3D auto-refine': FSC per iteration, resolution and lambda per iteration,
+central slices of the half-maps and the final map. Figures are plain matplotlib, so they can be
+saved without a display (`saveFigures(folder)`)."""
+import glob
+import os
+import re
+
+import numpy as np
+import pyworkflow.protocol.params as params
+from pyworkflow.viewer import DESKTOP_TKINTER, WEB_DJANGO, ProtocolViewer
+
+from redprior.protocols.protocol_refine import ProtRedPriorRefine
+
+
+def iteration_table(extraPath):
+    """[(iteration, resolution A, fsc curve, 1/A axis)] from RELION's per-iteration half1 models."""
+    from emtable import Table
+    rows = []
+    for path in sorted(glob.glob(os.path.join(extraPath, 'run*_it[0-9][0-9][0-9]_half1_model.star'))):
+        it = int(re.search(r'_it(\d{3})_half1', path).group(1))
+        if it == 0:
+            continue
+        general = next(iter(Table(fileName=path, tableName='model_general')))
+        cls = Table(fileName=path, tableName='model_class_1')
+        rows.append((it, float(general.rlnCurrentResolution),
+                     np.array(cls.getColumnValues('rlnGoldStandardFsc'), dtype=float),
+                     np.array(cls.getColumnValues('rlnResolution'), dtype=float)))
+    return rows
+
+
+class RedPriorRefineViewer(ProtocolViewer):
+    _label = 'viewer CW-RED auto-refine'
+    _targets = [ProtRedPriorRefine]
+    _environments = [DESKTOP_TKINTER, WEB_DJANGO]
+
+    def _defineParams(self, form):
+        form.addSection(label='Visualization')
+        form.addParam('showFscIterations', params.LabelParam, label='FSC per iteration')
+        form.addParam('showHistory', params.LabelParam, label='Resolution and lambda per iteration')
+        form.addParam('showSlices', params.LabelParam, label='Central slices of the maps')
+
+    def _getVisualizeDict(self):
+        return {'showFscIterations': lambda p: [self._show(self.plotFscIterations())],
+                'showHistory': lambda p: [self._show(self.plotHistory())],
+                'showSlices': lambda p: [self._show(self.plotSlices())]}
+
+    def _show(self, fig):
+        import matplotlib.pyplot as plt
+        plt.show()
+        return fig
+
+    # -- figures (matplotlib Figure objects)
+    def _figure(self, *args, **kwargs):
+        import matplotlib.pyplot as plt
+        return plt.subplots(*args, **kwargs)
+
+    def plotFscIterations(self):
+        fig, ax = self._figure(figsize=(7, 4.5))
+        rows = iteration_table(self.protocol._getExtraPath())
+        cmap = __import__('matplotlib').colormaps['viridis']
+        for i, (it, res, curve, freq) in enumerate(rows):
+            ax.plot(freq, curve, color=cmap(i / max(1, len(rows) - 1)), lw=1,
+                    label='it %d (%.1f A)' % (it, res))
+        ax.axhline(0.143, color='grey', lw=0.5)
+        ax.set_xlabel('spatial frequency (1/A)')
+        ax.set_ylabel('gold-standard FSC')
+        ax.set_title(self.protocol.getObjLabel())
+        if rows:
+            ax.legend(fontsize=6, ncol=2)
+        fig.tight_layout()
+        return fig
+
+    def plotHistory(self):
+        from redprior.core.exrecon import read_log
+        fig, ax = self._figure(figsize=(7, 4))
+        rows = iteration_table(self.protocol._getExtraPath())
+        ax.plot([r[0] for r in rows], [r[1] for r in rows], 'o-', label='RELION resolution (A)')
+        ax.set_xlabel('iteration')
+        ax.set_ylabel('resolution (A)')
+        ax2 = ax.twinx()
+        log = [r for r in read_log(self.protocol.getExreconLog()) if 'error' not in r]
+        its = sorted({r['iteration'] for r in log})
+        lams = [np.mean([r['lambda'] for r in log if r['iteration'] == it]) for it in its]
+        ax2.step(its, lams, where='mid', color='tab:red', label='lambda')
+        ax2.set_ylim(-0.05, 1.05)
+        ax2.set_ylabel('lambda', color='tab:red')
+        ax.set_title('resolution and lambda per iteration')
+        fig.tight_layout()
+        return fig
+
+    def plotSlices(self):
+        from redprior.core.mrcio import read_map
+        vol = self.protocol.outputVolume
+        files = [str(f) for f in vol.getHalfMaps(asList=True)] + [vol.getFileName()]
+        names = ['half 1', 'half 2', 'final']
+        fig, axes = self._figure(3, 3, figsize=(8, 8))
+        for row, (name, path) in enumerate(zip(names, files)):
+            data, _ = read_map(path)
+            n = data.shape[0] // 2
+            for col, (sl, axis) in enumerate(((data[n], 'z'), (data[:, n], 'y'), (data[:, :, n], 'x'))):
+                ax = axes[row, col]
+                ax.imshow(sl, cmap='gray', origin='lower')
+                ax.set_xticks([])
+                ax.set_yticks([])
+                ax.set_title('%s, central %s' % (name, axis), fontsize=8)
+        fig.tight_layout()
+        return fig
+
+    def saveFigures(self, folder):
+        """Write the three figures as PNGs; returns their paths."""
+        os.makedirs(folder, exist_ok=True)
+        out = []
+        for name, fn in (('fsc_iterations', self.plotFscIterations),
+                         ('history', self.plotHistory), ('slices', self.plotSlices)):
+            fig = fn()
+            path = os.path.join(folder, name + '.png')
+            fig.savefig(path, dpi=90)
+            out.append(path)
+        return out
