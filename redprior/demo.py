@@ -27,7 +27,7 @@ def build_parser():
     p.add_argument("--particles", type=int, default=1000)
     p.add_argument("--box", type=int, default=64)
     p.add_argument("--pixel", type=float, default=2.0, help="A/px (2.0: Nyquist 4 A)")
-    p.add_argument("--snr", type=float, default=0.05)
+    p.add_argument("--snr", type=float, default=0.15)
     p.add_argument("--ctf", action="store_true", help="simulate a CTF (defocus 0.5-2 um)")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--mpi", type=int, default=3)

@@ -35,7 +35,7 @@ J = np.diag([1.0, 1.0, -1.0])
 
 COARSE_BOX = 20          # box of the global rotation search (pixels)
 FINE_BOX = 40            # largest box used for the local refinement
-N_ROTATIONS = 4000       # super-Fibonacci grid: ~ 11 deg covering radius on SO(3)
+N_ROTATIONS = 4000       # super-Fibonacci grid: neighbours ~11 deg apart on SO(3)
 N_CANDIDATES = 5         # coarse peaks refined per hand
 
 
@@ -137,7 +137,7 @@ def transform_poses(R_B, shifts_B_A, rotation, shift_A, mirrored=False):
 
 def mirror_map(vol):
     """V'(x, y, z) = V(x, y, -z) about voxel N//2 (the J of this module)."""
-    # index i -> (N - i) mod N keeps voxel N//2 in place for even and odd N//2 origins
+    # even N: index i -> (N - i) mod N keeps voxel N//2 in place; odd N: plain reversal
     return np.roll(np.asarray(vol)[::-1], 1, axis=0) if vol.shape[0] % 2 == 0 \
         else np.asarray(vol)[::-1].copy()
 
@@ -145,7 +145,8 @@ def mirror_map(vol):
 def uniform_rotation_grid(n):
     """n quasi-uniform rotations (super-Fibonacci spiral on unit quaternions, Alexa 2022).
 
-    Deterministic; for n = 4000 every rotation lies within ~11 degrees of a grid point.
+    Deterministic. For n = 4000 (measured): nearest neighbours 9.5-12 degrees apart, every
+    rotation within 13.5 degrees of a grid point; spacing scales as n^(-1/3).
     """
     phi, psi = np.sqrt(2.0), 1.533751168755204288118041
     s = np.arange(n) + 0.5
@@ -163,9 +164,10 @@ def _even(n):
 
 
 def _prepare(vol, pixel, box, radius_frac=0.45):
-    """Resampled, low-passed (0.8 Nyquist), masked, zero-mean, unit-norm map + pixel size."""
+    """(map resampled to an even box <= `box`, low-passed to 0.8 Nyquist, masked by a soft
+    sphere, zero mean and unit norm; its pixel size; the mask)."""
     n = vol.shape[0]
-    box = min(n, _even(box))
+    box = _even(min(n, box))     # even: _coarse_search's inversion needs it
     small = fourier_resample(np.asarray(vol, dtype=np.float64), box) if box < n \
         else np.asarray(vol, dtype=np.float32)
     px = pixel * n / box

@@ -402,11 +402,16 @@ def plot_cross_fsc_matrix(ax, data, threshold='0.5'):
     ax.set_yticks(range(len(names)))
     ax.set_xticklabels(names, rotation=30, ha='right', fontsize=8)
     ax.set_yticklabels(names, fontsize=8)
+    crossed = fsc_data.get('crossed05' if threshold == '0.5' else 'crossed0143')
     for i in range(len(names)):
         for j in range(len(names)):
-            ax.text(j, i, '-' if not np.isfinite(M[i, j]) else '%.1f' % M[i, j],
-                    ha='center', va='center', color='w', fontsize=9)
+            text = '-' if not np.isfinite(M[i, j]) else '%.1f' % M[i, j]
+            if crossed is not None and np.isfinite(M[i, j]) and not crossed[i][j]:
+                text += '*'
+            ax.text(j, i, text, ha='center', va='center', color='w', fontsize=9)
     ax.set_title('Cross-FSC resolution at %s (A)' % threshold)
+    if crossed is not None and not np.all(crossed):
+        ax.set_xlabel('* never below %s: Nyquist' % threshold, fontsize=8)
     return im
 
 
@@ -533,6 +538,13 @@ def write_report(folder, title='Consensus of refinements'):
                              'angle median %.2f, p90 %.2f deg; shift median %.2f, p90 %.2f A; '
                              'agree %.1f %%' % (a['p50'], a['p90'], sh['p50'], sh['p90'],
                                                 100 * p['fraction_agree'])))
+    f = data.get('fsc')
+    for c in (f or {}).get('curves', []):
+        i, j = c['pair']
+        rows.append(('cross-FSC %s / %s' % (f['names'][i], f['names'][j]),
+                     '%.2f A at 0.5%s, %.2f A at 0.143%s' % (
+                         f['res05'][i][j], '' if f['crossed05'][i][j] else ' (Nyquist)',
+                         f['res0143'][i][j], '' if f['crossed0143'][i][j] else ' (Nyquist)')))
     for k, t in enumerate(data.get('transforms') or []):
         if t:
             rows.append(('frame of input %d' % (k + 1),

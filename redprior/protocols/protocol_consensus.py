@@ -15,6 +15,7 @@ import numpy as np
 
 import pyworkflow.protocol.params as params
 from pyworkflow import BETA
+from pyworkflow.protocol import Protocol
 from pwem.objects import FSC, SetOfFSCs, SetOfParticles
 from pwem.protocols import EMProtocol
 
@@ -120,14 +121,15 @@ class ProtRedPriorConsensus(EMProtocol):
 
     def convertInputStep(self, inputIds):
         from redprior.core import mrcio
+        names = self._names()
         for k, vol in enumerate(self._volumes()):
             data, _ = mrcio.read_map(self._mrcPath(vol))
             mrcio.check_cube(data, vol.getFileName())
             mrcio.write_map(self._mapPath(k), data, vol.getSamplingRate())
-            self.info(f'Map {k + 1} ({self._names()[k]}): box {data.shape[0]} px, '
+            self.info(f'Map {k + 1} ({names[k]}): box {data.shape[0]} px, '
                       f'{vol.getSamplingRate():g} A/px')
         for k, parts in enumerate(self._particleSets()):
-            poses = self.readPoses(parts, self._names()[k])
+            poses = self.readPoses(parts, names[k])
             poses.save(self._posesPath(k))
             self.info(f'Particles {k + 1} ({poses.name}): {len(poses)} with 3D alignment')
 
@@ -292,10 +294,16 @@ class ProtRedPriorConsensus(EMProtocol):
         vols, parts = list(self.inputVolumes), list(self.inputParticles)
         for k in range(self._numberOfInputs()):
             ptr = parts[k] if k < len(parts) else vols[k]
-            prot = ptr.getObjValue()
-            label = prot.getObjLabel() if prot is not None and hasattr(prot, 'getObjLabel') \
-                else ''
-            names.append('%d: %s' % (k + 1, label or ptr.get().getObjLabel() or 'input'))
+            obj = ptr.get()
+            value = ptr.getObjValue()
+            # GUI pointers hold (protocol, 'outputX'); direct ones the object itself
+            label = value.getObjLabel() if isinstance(value, Protocol) else obj.getObjLabel()
+            if not label:
+                try:
+                    label = self.getProject().getProtocol(obj.getObjParentId()).getObjLabel()
+                except Exception:  # no project (e.g. a protocol built outside one)
+                    label = '%s %s' % (obj.getClassName(), obj.getObjId())
+            names.append('%d: %s' % (k + 1, label))
         return names
 
     def _mrcPath(self, vol):

@@ -296,6 +296,16 @@ class TestVolumeAlignment(unittest.TestCase):
                 self.assertGreater(os.path.getsize(png), 5000, name)
                 self.assertIn(name + '.png', open(html).read())
             self.assertTrue(path.endswith('consensus.json'))
+            self.assertIn('cross-FSC x / noisy', open(html).read())
+        # maps only (no particle sets): no per-particle arrays, the report still works
+        with tempfile.TemporaryDirectory() as tmp:
+            consensus.save_result(tmp, None, [None, self.truth], out)
+            data, arrays = consensus.load_result(tmp)
+            self.assertIsNone(data['summary'])
+            self.assertIsNone(arrays)
+            html = consensus.write_report(tmp)
+            self.assertIn('cross_fsc.png', open(html).read())
+            self.assertGreater(os.path.getsize(os.path.join(tmp, 'angles.png')), 1000)
 
 
 if __name__ == '__main__':
