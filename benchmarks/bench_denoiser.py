@@ -9,7 +9,8 @@ grid, ground truth from the shipped atomic model):
   and filtering; the RELION refinement that produced it is not counted), perturbed_pose
   (simulation of --particles particles + two direct-Fourier half reconstructions).
 
-    venv/bin/python benchmarks/bench_denoiser.py [--steps 3] [--particles 1000] [--presets cpu,paper]
+    venv/bin/python benchmarks/bench_denoiser.py [--steps 3] [--particles 1000]
+                                                 [--presets cpu,paper]
 Takes a few minutes on 2 cores; nothing is trained for real.
 """
 import argparse
@@ -114,7 +115,7 @@ def main(argv=None):
     print(f"== training pairs at {BOX}^3, {PIX:g} A/px (seconds per pair)")
     for mode, (sec, note) in bench_pairs(args.particles).items():
         print(f"  {mode:15s} {sec:8.3f} s   ({note})")
-    for preset in args.presets.split(","):
+    for preset in filter(None, args.presets.split(",")):  # --presets '': pair costs only
         model, per_step = bench_training(preset, args.steps)
         print(f"== U-Net preset '{preset}': {model.count_params()} parameters")
         print(f"  training at {BOX}^3, batch 2: {per_step:.2f} s/step = "

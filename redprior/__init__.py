@@ -151,6 +151,22 @@ if not CORE_ONLY:
                               % (sys.executable, sys.executable))
             return errors
 
+        # ---------------------------------------------------------------- templates
+        TEMPLATE_DATA_TOKEN = '@REDPRIOR_DATA@'
+
+        def getTemplates(self):
+            """Workflow templates in redprior/templates (found by pyworkflow's Plugin), with
+            TEMPLATE_DATA_TOKEN replaced by this installation's redprior/data folder, so the
+            shipped model is the default input wherever the plugin is installed."""
+            import json
+            data = os.path.join(self.getPath(), 'data')
+            # JSON-escaped, and '%' doubled: pyworkflow formats the content with os.environ
+            escaped = json.dumps(data)[1:-1].replace('%', '%%')
+            templates = super().getTemplates()
+            for template in templates:
+                template.content = template.content.replace(self.TEMPLATE_DATA_TOKEN, escaped)
+            return templates
+
         @classmethod
         def defineBinaries(cls, env):
             # Nothing to install through `scipion installb`: RELION comes from the system

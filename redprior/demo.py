@@ -7,12 +7,10 @@ Everything runs in a real Scipion project that can be opened later in the GUI.
 """
 import argparse
 import json
-import math
 import os
 import sys
 import time
 
-import numpy as np
 
 
 def log(msg):
@@ -97,7 +95,25 @@ def main(argv=None):
             f"{time.time() - t0:.0f} s")
         results.append((label, prot))
 
-    summary = write_report(out, sim, info, results, args)
+    # validation of each refinement against the truth, and the consensus of the two engines
+    from redprior.protocols import ProtRedPriorConsensus, ProtRedPriorValidate
+    validations = []
+    for label, prot in results:
+        val = project.newProtocol(ProtRedPriorValidate, objLabel=f"validate {label}",
+                                  inputVolume=prot.outputVolume, groundTruth=sim.outputVolume,
+                                  trueParticles=sim.outputParticles,
+                                  refinedParticles=prot.outputParticles)
+        _wait(project, val)
+        validations.append(val)
+        log(f"validated {label}: report {val.getReportPath()}")
+    cons = project.newProtocol(ProtRedPriorConsensus, objLabel="compare engines")
+    for _, prot in results:
+        cons.inputVolumes.append(prot.outputVolume)
+        cons.inputParticles.append(prot.outputParticles)
+    _wait(project, cons)
+    log(f"consensus of the engines: report {cons.getReportPath()}")
+
+    summary = write_report(out, sim, info, results, args, validations, cons)
     log(f"report written to {out} (total {time.time() - t_start:.0f} s)")
     for r in summary["refinements"]:
         log(f"  {r['method']:9s} half-map {r['halfmap_resolution_0143']:.2f} A | vs truth "
@@ -111,7 +127,7 @@ def _res(curve, box, pixel, threshold):
     return float(res), bool(crossed)
 
 
-def write_report(out, sim, info, results, args):
+def write_report(out, sim, info, results, args, validations=(), consensus=None):
     """summary.json, fsc.png and index.html comparing the refinements with the truth."""
     import matplotlib
     matplotlib.use("Agg")
@@ -160,12 +176,19 @@ def write_report(out, sim, info, results, args):
     fig.savefig(os.path.join(out, "fsc.png"), dpi=110)
     plt.close(fig)
 
+    for r, val in zip(refinements, validations):
+        res = val.getResults() or {}
+        r["validation"] = {"overestimation": (res.get("overestimation") or {}).get("verdict"),
+                           "angular_error_deg": (res.get("poses") or {}).get("angular", {}),
+                           "shift_error_A": (res.get("poses") or {}).get("shift", {}),
+                           "report": val.getReportPath()}
     summary = {
         "dataset": {"box": box, "pixel_size": pix, "particles": args.particles,
                     "snr": info.get("snr_measured"), "snr_requested": args.snr,
                     "ctf": bool(args.ctf), "model": info.get("model", {}),
                     "seed": args.seed},
         "refinements": refinements,
+        "consensus": _consensus_summary(consensus),
         "project": os.getcwd(),
     }
     with open(os.path.join(out, "summary.json"), "w") as fh:
@@ -184,6 +207,14 @@ Denoiser: {refinements[-1]['denoiser']}</p>
 {rows}</table><img src="fsc.png"></body></html>
 """)
     return summary
+
+
+def _consensus_summary(prot):
+    if prot is None:
+        return {}
+    s = (prot.getResult() or {}).get("summary", {})
+    keep = ("engines", "n_common", "n_agree", "n_disagree", "fraction_agree", "pairs")
+    return {**{k: s[k] for k in keep if k in s}, "report": prot.getReportPath()}
 
 
 def _denoiser_description(prot):

@@ -67,7 +67,8 @@ def _pairs(source, indices):
                 yield p[0], p[1], p[3]
 
 
-def evaluate(denoise_fn, source, indices=None, bins=DEFAULT_BINS, pixel_size=None, tol=TOLERANCE):
+def evaluate(denoise_fn, source, indices=None, bins=DEFAULT_BINS, pixel_size=None,
+             tol=TOLERANCE):
     """Single-pass statistics of denoise_fn on pairs (a PairStore with indices, or Pairs).
 
     Returns a dict: per map (resolution, ratio_l1, ratio_l2); per resolution bin [edge_i,
@@ -113,7 +114,8 @@ def evaluate(denoise_fn, source, indices=None, bins=DEFAULT_BINS, pixel_size=Non
                threshold_reason=reason, tolerance=tol, box=box, pixel_size=float(pixel_size))
     if box is not None:
         out["per_shell"] = dict(
-            centres=centres.tolist(), frequency=(np.arange(box // 2 + 1) / (box * float(pixel_size))).tolist(),
+            centres=centres.tolist(),
+            frequency=(np.arange(box // 2 + 1) / (box * float(pixel_size))).tolist(),
             fsc_input=fsc_x.tolist(), fsc_denoised=fsc_f.tolist(),
             **{"lambda": per_shell_lambda(fsc_x, fsc_f).tolist()})
     return out

@@ -4,11 +4,12 @@ Three ways to make x~, all with the paper's target: the ground truth low-passed 
 (smoothed) half-map FSC of x~ (appendix A: the MMSE denoiser then maps x~ to a weighted
 combination of low-pass filtered ground truths, which is what update (17) needs):
   * gaussian_noise_pair: gt + Gaussian noise shaped by a radial noise power profile and damped
-    in the solvent by a soft mask (the paper's second training set); ~0.1 s per pair at 64^3;
+    in the solvent by a soft mask (the paper's second training set); ~0.15 s per pair at 64^3;
   * pair_from_record: an unregularised RELION map x~ = B/K saved by `redprior_exrecon
     --record` during a refinement of simulated particles (the paper's main training set);
   * perturbed_pose_pair: two half-map reconstructions of simulated particles whose poses are
-    off by given angular / shift errors (a cheap stand-in for a refinement's misalignment).
+    off by given angular / shift errors (a cheap stand-in for a refinement's misalignment);
+    ~5 s per 1000 particles at 64^3 for both halves (each half can be stored as a pair).
 Each returns a `Pair` that unpacks as (x, target, fsc, resolution) and carries .seconds (its
 cost) and .mode. `PairStore` keeps pairs on disk, one small .npz each, and streams them back.
 
@@ -148,8 +149,8 @@ def gaussian_noise_pair(gt, noise_profile, mask=None, rng=None, pixel_size=1.0,
     noise_profile: expected noise |rfftn|^2 per voxel for each shell (see
     noise_profile_for_resolution, measured_noise_profile).
     mask: soft solvent mask in [0, 1] (e.g. masks.solvent_mask(gt, pixel_size)); the real-space
-    noise is multiplied by solvent_noise + (1 - solvent_noise) * mask and rescaled to keep its
-    total power, so the profile still sets the FSC. None: no damping.
+    noise is multiplied by solvent_noise + (1 - solvent_noise) * mask, then refiltered to the
+    profile's radial power, so the profile still sets the FSC. None: no damping.
     extra_shells: like RELION's current image size, keep only shells up to the nominal
     resolution + this many (None: all).
     The FSC is measured, as RELION's gold-standard one, between two maps with independent
@@ -162,12 +163,20 @@ def gaussian_noise_pair(gt, noise_profile, mask=None, rng=None, pixel_size=1.0,
     damp = None
     if mask is not None:
         damp = solvent_noise + (1.0 - solvent_noise) * np.clip(mask, 0.0, 1.0)
-        damp /= np.sqrt(np.mean(damp ** 2))
     halves = []
     for _ in range(2):
         noise = shaped_noise(n, noise_profile, rng)
         if damp is not None:
+            # Damping convolves the spectrum with the mask's: the steep high-frequency noise
+            # leaks into low shells and the FSC crossing lands far too coarse. Re-impose the
+            # radial profile afterwards (a radial filter keeps the damping mostly in place).
             noise *= damp
+            have = radial_power(noise)
+            want = np.zeros_like(have)
+            m = min(len(want), len(noise_profile))
+            want[:m] = np.asarray(noise_profile[:m], dtype=np.float64)
+            want[0] = 0.0
+            noise = shell_filter(noise, np.sqrt(want / np.maximum(have, 1e-300)))
         halves.append(gt + noise)
     fsc = fsc_curve_of(*halves)
     resolution = resolution_from_fsc(fsc, n, pixel_size, FSC_THRESHOLD)
@@ -179,6 +188,18 @@ def gaussian_noise_pair(gt, noise_profile, mask=None, rng=None, pixel_size=1.0,
     target = fsc_filtered_target(gt, fsc, smooth)
     return Pair(halves[0].astype(np.float32), target, fsc.astype(np.float32), float(resolution),
                 time.time() - t0, "gaussian")
+
+
+def gaussian_pairs(gt, pixel_size, count, rng=None, low=3.0, high=30.0, mask=None,
+                   width_range=(1.3, 2.0), **kw):
+    """`count` Gaussian-noise pairs of one structure with nominal resolutions drawn
+    log-uniformly in [low, high] A (the paper's intermediates span ~3-30 A) and random
+    fall-off widths; keyword arguments go to gaussian_noise_pair."""
+    rng = np.random.default_rng(rng)
+    for _ in range(int(count)):
+        d = random_resolution(rng, gt.shape[0], pixel_size, low, high)
+        prof = noise_profile_for_resolution(gt, pixel_size, d, rng.uniform(*width_range))
+        yield gaussian_noise_pair(gt, prof, mask, rng, pixel_size, **kw)
 
 
 # --------------------------------------------------------------------- RELION records

@@ -383,7 +383,7 @@ def _kmers(seq, k=3):
 
 
 def sequence_identity(a, b):
-    """Identical aligned residues / length of the shorter sequence (0..1).
+    """Identical aligned residues / length of the shorter sequence (at least 30) (0..1).
 
     Semi-global alignment (free end gaps, real internal gap penalties, so unrelated
     sequences stay at ~0.1-0.3 whatever their lengths). Pairs sharing few 3-mers are
@@ -391,7 +391,7 @@ def sequence_identity(a, b):
     """
     if not a or not b:
         return 0.0
-    if a == b:
+    if a == b and len(a) >= MIN_TM_RESIDUES:
         return 1.0
     ka, kb = _kmers(a), _kmers(b)
     if ka and kb and len(ka & kb) < 0.2 * min(len(ka), len(kb)):
@@ -400,7 +400,8 @@ def sequence_identity(a, b):
     same = 0
     for (a0, a1), (b0, b1) in zip(*aln.aligned):
         same += sum(x == y for x, y in zip(a[a0:a1], b[b0:b1]))
-    return same / min(len(a), len(b))
+    # floor on the denominator: a 3-residue peptide is not "100 % identical" to a protein
+    return same / max(min(len(a), len(b)), MIN_TM_RESIDUES)
 
 
 def _preference(c):
@@ -500,6 +501,8 @@ def _reserved_from_file(spec, path):
     chains = candidate_chains(path, source=spec.source, file=spec.file)
     if spec.chains:
         chains = [c for c in chains if c.chain in spec.chains]
+    # "all chains" means the protein chains: 7OK9's Gly3-5 cross-bridge peptides are not
+    chains = [c for c in chains if c.residues >= MIN_TM_RESIDUES]
     return [ReservedChain(spec.entry, c.chain, spec.note, c.sequence, c.ca) for c in chains]
 
 
@@ -833,7 +836,7 @@ def load_training_chains(manifest=MANIFEST, strict=False):
     skipped with a warning naming the install command, or raises when strict.
     """
     data = _load_json(manifest)
-    out, missing = [], {}
+    out, missing, parsed = [], {}, {}
     for e in data["chains"]:
         src = SOURCE_BY_NAME.get(e["source"])
         d = src.scan_dir() if src else None
@@ -841,8 +844,9 @@ def load_training_chains(manifest=MANIFEST, strict=False):
         if path is None or not os.path.exists(path):
             missing.setdefault(e["source"], []).append(e["id"])
             continue
-        c = next((c for c in candidate_chains(path, e["source"], e["file"])
-                  if c.chain == e["chain"]), None)
+        if path not in parsed:  # several chains can come from one (large) file
+            parsed[path] = candidate_chains(path, e["source"], e["file"])
+        c = next((c for c in parsed[path] if c.chain == e["chain"]), None)
         if c is None or c.seq_hash != e["seq_hash"]:
             msg = (f"{e['id']}: the installed file no longer holds the manifest's chain "
                    "(sequence hash differs); rebuild with scripts/build_training_set.py.")

@@ -6,7 +6,6 @@ the E-step and calls `redprior_exrecon` for every M-step; that program applies t
 and 5 accept the same ones; RELION 5 also writes pixel size and particle diameter into the
 external STAR, which we do not need because the pixel size is passed with --angpix).
 """
-import glob
 import json
 import os
 import shutil

@@ -42,11 +42,8 @@ def store(tmp_path_factory):
     mask = spherical_mask(BOX, BOX / 3, 2)
     with TP.PairStore(folder) as st:
         for s in range(4):
-            gt = blobs(BOX, s)
-            for _ in range(3):
-                d = TP.random_resolution(rng, BOX, PX, 6.0, 20.0)
-                prof = TP.noise_profile_for_resolution(gt, PX, d)
-                st.add_pair(TP.gaussian_noise_pair(gt, prof, mask, rng, PX), f"s{s}", PX)
+            for p in TP.gaussian_pairs(blobs(BOX, s), PX, 3, rng, 6.0, 20.0, mask):
+                st.add_pair(p, f"s{s}", PX)
     return TP.PairStore(folder)
 
 
@@ -126,6 +123,9 @@ def test_perturbed_pose_pair_reconstructs_and_degrades_with_errors():
     assert noisy.mode == "perturbed_pose" and noisy.seconds > 0
     assert correlation(noisy.x, gt) < correlation(clean.x, gt) - 0.02
     assert np.mean(noisy.fsc[4:8]) < np.mean(clean.fsc[4:8])
+    ctf = TP.perturbed_pose_pair(gt, PX, 300, snr=1e4, angle_error_deg=0, shift_error_A=0, rng=0,
+                                 ctf=dict(defocus_min_A=5000.0, defocus_max_A=15000.0))
+    assert correlation(ctf.x, gt) > 0.95  # B = sum ctf y, K = sum ctf^2: CTF-corrected
 
 
 # ---------------------------------------------------------------------------- rotations

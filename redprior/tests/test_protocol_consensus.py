@@ -15,13 +15,14 @@ from scipy.spatial.transform import Rotation
 
 import pwem
 from pwem.objects import SetOfParticles
-from pwem.protocols import ProtImportParticles, ProtImportPdb, ProtImportVolumes
+from pwem.protocols import ProtImportParticles, ProtImportVolumes
 from pyworkflow.tests import BaseTest, setupTestProject
 from pyworkflow.viewer import DESKTOP_TKINTER
 
 from redprior import constants as C
-from redprior.core import align3d, angles, mrcio, structure
-from redprior.protocols import ProtRedPriorConsensus, ProtRedPriorSimulate
+from redprior.core import align3d, angles, mrcio
+from redprior.tests.common import simulateDemoParticles
+from redprior.protocols import ProtRedPriorConsensus
 from redprior.protocols.protocol_consensus import FRAME_FROM_POSES
 
 BOX, PIXEL, N_PART = 32, 4.0, 100
@@ -40,16 +41,8 @@ class TestRedPriorConsensus(BaseTest):
         setupTestProject(cls)
         cls.data = os.path.abspath('consensusData')
         os.makedirs(cls.data, exist_ok=True)
-        pdb = cls.newProtocol(ProtImportPdb, objLabel='import model',
-                              inputPdbData=ProtImportPdb.IMPORT_FROM_FILES,
-                              pdbFile=structure.DEMO_MODEL, skipChimera=True)
-        cls.launchProtocol(pdb)
-        cls.sim = cls.newProtocol(ProtRedPriorSimulate, objLabel='engine 1 (truth)',
-                                  inputAtomStruct=pdb.outputPdb, boxSize=BOX,
-                                  pixelSize=PIXEL, numberOfParticles=N_PART,
-                                  noiseMode=C.NOISE_BY_SNR, snr=0.1, doCtf=False,
-                                  maxShift=2.0, seed=7)
-        cls.launchProtocol(cls.sim)
+        _, cls.sim = simulateDemoParticles(cls, BOX, PIXEL, N_PART, 0.1, label='engine 1 (truth)',
+                                           doCtf=False, maxShift=2.0, seed=7)
         frame = align3d.FrameTransform(FRAME_R, FRAME_T, False, pixel_size=PIXEL)
         truth = mrcio.read_map(cls.sim.outputVolume.getFileName())[0]
         cls.vol2 = cls._importVolume('engine2.mrc', frame.inverse().apply_to_map(truth))

@@ -10,16 +10,15 @@ import os
 
 import numpy as np
 
-from pwem.protocols import ProtImportPdb, ProtImportVolumes
+from pwem.protocols import ProtImportVolumes
 from pyworkflow.tests import BaseTest, setupTestProject
 
-from redprior import constants as C
 from redprior.core import red
 from redprior.core.exrecon import read_log
-from redprior.core.fsc import correlation, fsc, resolution_at
+from redprior.core.fsc import fsc, resolution_at
 from redprior.core.mrcio import read_map, write_map
-from redprior.core import structure
-from redprior.protocols import ProtRedPriorRefine, ProtRedPriorSimulate
+from redprior.protocols import ProtRedPriorRefine
+from redprior.tests.common import simulateDemoParticles
 from redprior.protocols.protocol_refine import PRIOR_CWRED, PRIOR_GAUSSIAN, PRIOR_RED
 
 BOX, PIXEL, N_PART, SNR = 40, 3.0, 400, 1.0
@@ -29,15 +28,8 @@ class TestRedPriorRefine(BaseTest):
     @classmethod
     def setUpClass(cls):
         setupTestProject(cls)
-        cls.protPdb = cls.newProtocol(ProtImportPdb, objLabel='import model',
-                                      inputPdbData=ProtImportPdb.IMPORT_FROM_FILES,
-                                      pdbFile=structure.DEMO_MODEL, skipChimera=True)
-        cls.launchProtocol(cls.protPdb)
-        cls.sim = cls.newProtocol(ProtRedPriorSimulate, objLabel='simulate',
-                                  inputAtomStruct=cls.protPdb.outputPdb, boxSize=BOX,
-                                  pixelSize=PIXEL, numberOfParticles=N_PART,
-                                  noiseMode=C.NOISE_BY_SNR, snr=SNR, doCtf=False, seed=5)
-        cls.launchProtocol(cls.sim)
+        cls.protPdb, cls.sim = simulateDemoParticles(cls, BOX, PIXEL, N_PART, SNR,
+                                                     doCtf=False, seed=5)
 
     def _refine(self, label, mode, pad, **kwargs):
         prot = self.newProtocol(ProtRedPriorRefine, objLabel=label,

@@ -11,14 +11,14 @@ import numpy as np
 
 import pwem
 from pwem.objects import SetOfParticles
-from pwem.protocols import ProtImportMask, ProtImportParticles, ProtImportPdb, ProtImportVolumes
+from pwem.protocols import ProtImportMask, ProtImportParticles, ProtImportVolumes
 from pyworkflow.tests import BaseTest, setupTestProject
 from pyworkflow.viewer import DESKTOP_TKINTER
 
-from redprior import constants as C
-from redprior.core import angles, fourier, mrcio, structure
+from redprior.core import angles, fourier, mrcio
 from redprior.core.masks import spherical_mask
-from redprior.protocols import ProtRedPriorSimulate, ProtRedPriorValidate
+from redprior.tests.common import simulateDemoParticles
+from redprior.protocols import ProtRedPriorValidate
 
 BOX, PIXEL, N_PART = 40, 3.0, 100
 KEEP = 80                 # refined set: the first 80 particles only (matched by id)
@@ -35,15 +35,8 @@ class TestRedPriorValidate(BaseTest):
     @classmethod
     def setUpClass(cls):
         setupTestProject(cls)
-        cls.protPdb = cls.newProtocol(ProtImportPdb, objLabel='import model',
-                                      inputPdbData=ProtImportPdb.IMPORT_FROM_FILES,
-                                      pdbFile=structure.DEMO_MODEL, skipChimera=True)
-        cls.launchProtocol(cls.protPdb)
-        cls.sim = cls.newProtocol(ProtRedPriorSimulate, objLabel='simulate',
-                                  inputAtomStruct=cls.protPdb.outputPdb, boxSize=BOX,
-                                  pixelSize=PIXEL, numberOfParticles=N_PART,
-                                  noiseMode=C.NOISE_BY_SNR, snr=1.0, doCtf=False, seed=11)
-        cls.launchProtocol(cls.sim)
+        cls.protPdb, cls.sim = simulateDemoParticles(cls, BOX, PIXEL, N_PART, 1.0,
+                                                     doCtf=False, seed=11)
         cls.data = os.path.abspath('inputData')
         os.makedirs(cls.data, exist_ok=True)
         cls._writeMaps()
