@@ -5,7 +5,8 @@ Prints:
      loaded in the process ("cold": TensorFlow starts every call, as RELION calls it) and
      CW-RED through a running denoiser worker ("warm"); relion_external_reconstruct for scale;
   2. the wall-time ratio of a CW-RED auto-refine (our hook + worker) to a plain RELION
-     auto-refine (no hook) on the same simulated data (box 64, 2 A/px, --particles, same seed).
+     auto-refine (no hook) on the same simulated data (box 64, 2 A/px, --particles, same seed),
+     both run at the same time so that they share whatever else loads the machine.
 
     venv/bin/python benchmarks/bench_exrecon.py [--particles 2000] [--skip-refine]
 Needs RELION (relion_refine_mpi, mpirun). Part 2 takes ~20-40 min on 2 cores.
@@ -102,30 +103,68 @@ def per_call(folder):
         worker.wait(30)
 
 
-def refinements(folder, mpi=3):
-    """Plain RELION (no hook) vs CW-RED (our hook + worker) on the same data and seed."""
+def refinements(folder, mpi=3, concurrent=True):
+    """Plain RELION (no hook) vs CW-RED (our hook + worker) on the same data and seed.
+
+    By default both run at the same time, so that they see the same load from anything else
+    on the machine and their ratio stays meaningful; --sequential runs one after the other
+    (use it on an otherwise idle machine).
+    """
     mpirun = ["mpirun", "--oversubscribe", "-n", str(mpi), "relion_refine_mpi"]
     for d in ("plain", "cwred"):
         os.makedirs(os.path.join(folder, d), exist_ok=True)
     print("\n2. Auto-refine wall time (healpix 1, local from 3, offset range 2 / step 1, pad 2, "
-          f"{mpi} MPI ranks, 1 thread):", flush=True)
-    t_plain = timed(mpirun + refine_args("plain/run"), folder)
-    print(f"   plain RELION (no hook):        {t_plain:7.0f} s", flush=True)
+          f"{mpi} MPI ranks each, 1 thread, {'concurrently' if concurrent else 'one after the other'}):",
+          flush=True)
     worker, sock = start_worker(folder)
+    hook = " ".join(exrecon_cmd("--mode", "cwred", "--model", os.path.join(folder, "model.keras"),
+                                "--angpix", str(PIX), "--worker", sock,
+                                "--log", os.path.join(folder, "cwred", "log.jsonl")))
+    jobs = [("plain", mpirun + refine_args("plain/run"), ENV),
+            ("cwred", mpirun + refine_args("cwred/run", ["--external_reconstruct"]),
+             dict(ENV, RELION_EXTERNAL_RECONSTRUCT_EXECUTABLE=hook))]
+    times = {}
     try:
-        hook = " ".join(exrecon_cmd("--mode", "cwred", "--model", os.path.join(folder, "model.keras"),
-                                    "--angpix", str(PIX), "--worker", sock,
-                                    "--log", os.path.join(folder, "cwred", "log.jsonl")))
-        t_cw = timed(mpirun + refine_args("cwred/run", ["--external_reconstruct"]), folder,
-                     dict(ENV, RELION_EXTERNAL_RECONSTRUCT_EXECUTABLE=hook))
+        if concurrent:
+            t0 = time.time()
+            procs = {name: subprocess.Popen(cmd, cwd=folder, env=env, stdout=subprocess.DEVNULL,
+                                            stderr=subprocess.PIPE, text=True)
+                     for name, cmd, env in jobs}
+            pending = dict(procs)
+            while pending:
+                for name, proc in list(pending.items()):
+                    if proc.poll() is not None:
+                        times[name] = time.time() - t0
+                        if proc.returncode:
+                            sys.exit(f"{name} refinement failed: {proc.stderr.read()[-1500:]}")
+                        del pending[name]
+                time.sleep(1)
+        else:
+            for name, cmd, env in jobs:
+                times[name] = timed(cmd, folder, env)
     finally:
         stop(sock)
         worker.wait(30)
-    print(f"   CW-RED (hook + worker):        {t_cw:7.0f} s")
-    print(f"   ratio CW-RED / plain:          {t_cw / t_plain:7.3f}")
+    print(f"   plain RELION (no hook):        {times['plain']:7.0f} s")
+    print(f"   CW-RED (hook + worker):        {times['cwred']:7.0f} s")
+    print(f"   ratio CW-RED / plain:          {times['cwred'] / times['plain']:7.3f}")
     for d in ("plain", "cwred"):
         its = len(glob.glob(os.path.join(folder, d, "run_it*_optimiser.star"))) - 1
-        print(f"   {d}: {its} iterations")
+        res = _final_resolution(os.path.join(folder, d, "run_model.star"))
+        print(f"   {d}: {its} iterations, final resolution {res} A")
+    log = os.path.join(folder, "cwred", "log.jsonl")
+    if os.path.exists(log):
+        from redprior.core.exrecon import read_log
+        recs = [r for r in read_log(log) if "error" not in r]
+        print(f"   CW-RED hook: {len(recs)} calls, {sum(r['seconds'] for r in recs):.0f} s in total, "
+              f"lambda {min(r['lambda'] for r in recs):.2f}-{max(r['lambda'] for r in recs):.2f}")
+
+
+def _final_resolution(model_star):
+    from emtable import Table
+    if not os.path.exists(model_star):
+        return "n/a"
+    return f"{float(next(iter(Table(fileName=model_star, tableName='model_general'))).rlnCurrentResolution):.2f}"
 
 
 def main():
@@ -135,6 +174,8 @@ def main():
     p.add_argument("--seed", type=int, default=11)
     p.add_argument("--folder", default="")
     p.add_argument("--skip-refine", action="store_true")
+    p.add_argument("--sequential", action="store_true",
+                   help="run the two refinements one after the other (idle machine only)")
     args = p.parse_args()
     if shutil.which("relion_refine_mpi") is None:
         sys.exit("RELION is needed (apt-get install relion openmpi-bin)")
@@ -146,7 +187,7 @@ def main():
           f"{args.seed}, simulated in {time.time() - t0:.1f} s; folder {folder}")
     per_call(folder)
     if not args.skip_refine:
-        refinements(folder)
+        refinements(folder, concurrent=not args.sequential)
 
 
 if __name__ == "__main__":

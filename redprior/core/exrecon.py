@@ -2,10 +2,11 @@
 
 RELION appends the STAR path to the command, so options come first:
     python -m redprior_exrecon --mode cwred --model m.keras --angpix 2 --log ext.log X.star
-It reads B, K, tau2 and the FSC, applies update (17) with the lambda of the chosen schedule,
-writes the real-space map RELION expects (atomically: both halves run at the same time) and
-removes RELION's large intermediate files unless --keep. Any failure exits non-zero with a
-readable message, which stops RELION: the prior is never dropped silently.
+It reads B, K, tau2 and the FSC, applies update (17) with the lambda of the chosen schedule
+(cwred-shell: one lambda per Fourier shell, see core.red), writes the real-space map RELION
+expects (atomically: both halves run at the same time) and removes RELION's large
+intermediate files unless --keep. Any failure exits non-zero with a readable message, which
+stops RELION: the prior is never dropped silently.
 """
 import argparse
 import fcntl
@@ -29,7 +30,8 @@ def build_parser():
     p.add_argument("star", help="RELION's *_external_reconstruct.star (appended by RELION)")
     p.add_argument("--mode", choices=red.MODES, default=red.GAUSSIAN,
                    help="gaussian: RELION's own prior (lambda 0); red: fixed lambda; "
-                        "cwred: lambda from the half-map resolution")
+                        "cwred: lambda from the half-map resolution; cwred-shell: cwred times "
+                        "the model's per-shell table at that resolution (see core.red)")
     p.add_argument("--lambda", dest="lam", type=float, default=1.0,
                    help="RED lambda (red mode), or its maximum (cwred mode)")
     p.add_argument("--cw-low", type=float, default=10.0, help="CW-RED: lambda 0 worse than this (A)")
@@ -83,12 +85,20 @@ def run(args):
             raise ContractError(f"--mode {args.mode} needs --model (a denoiser .keras file).")
         if args.angpix <= 0:
             raise ContractError(f"--mode {args.mode} needs --angpix (pixel size in A).")
+    table = _shell_table(args.model) if args.mode == red.CWRED_SHELL else None  # fail early
     b, k = load_fourier(job)
     if not (np.all(np.isfinite(b)) and np.all(np.isfinite(k))):
         raise ContractError(f"RELION's data for {args.star} contain NaN or infinite values.")
     angpix = args.angpix if args.angpix > 0 else 1.0
     resolution = red.resolution_from_fsc(job.fsc, job.ori_size, angpix, args.fsc_threshold)
     lam = red.schedule_lambda(args.mode, resolution, args.lam, args.cw_low, args.cw_high)
+    lam_scalar, shell = lam, None
+    if table is not None:
+        shell = red.shell_lambda(table, resolution, job.ori_size, angpix, lam)
+        # the scalar that goes into the log and the summaries: the mean over the shells that
+        # carry the prior (minres_map .. RELION's current size), as RELION sees them
+        lo, hi = max(1, args.minres_map), max(1, job.r_max)
+        lam = float(np.mean(shell[lo:hi + 1])) if hi >= lo else 0.0
     x_tilde = None
     if lam > 0 or args.record:
         x_tilde = unregularised_map(job, b, k, args.gridding_iterations)
@@ -99,7 +109,8 @@ def run(args):
         denoised, where = _denoise(args, x_tilde)
         if not np.all(np.isfinite(denoised)):
             raise ContractError(f"The denoiser {args.model} returned NaN or infinite values.")
-    vol = red_update(job, b, k, denoised, lam, args.minres_map, args.gridding_iterations)
+    vol = red_update(job, b, k, denoised, lam if shell is None else shell, args.minres_map,
+                     args.gridding_iterations)
     if not np.all(np.isfinite(vol)):
         raise ContractError(f"The reconstruction of {args.star} has NaN or infinite values.")
     write_result(job, vol, args.angpix)
@@ -109,12 +120,35 @@ def run(args):
            "lambda": lam, "mode": args.mode, "current_size": job.current_size,
            "pad": job.pad, "seconds": round(time.time() - t0, 3), "denoiser": where,
            "star": os.path.basename(args.star)}
+    if shell is not None:
+        rec["lambda_scalar"] = lam_scalar
+        rec["lambda_shell"] = [round(float(v), 4) for v in shell[:job.r_max + 1]]
     append_log(args.log, rec)
     # RELION runs us with its own stdout, so this line lands live in the protocol's log.
     res = f"{resolution:.2f} A" if np.isfinite(resolution) else "n/a"
+    detail = ""
+    if shell is not None:
+        used = shell[max(1, args.minres_map):job.r_max + 1]
+        detail = (f" (mean over shells; schedule {lam_scalar:.3f}, per-shell lambda "
+                  f"{used.min() if len(used) else 0:.3f}-{used.max() if len(used) else 0:.3f})")
     print(f"redprior_exrecon: iteration {job.iteration} half {job.half or 'joined'}: "
-          f"resolution {res}, {args.mode} lambda {lam:.3f}, {rec['seconds']:.2f} s", flush=True)
+          f"resolution {res}, {args.mode} lambda {lam:.3f}{detail}, {rec['seconds']:.2f} s",
+          flush=True)
     return rec
+
+
+def _shell_table(model):
+    """The model's per-shell lambda table; refuses models without one (cwred-shell)."""
+    from .denoiser import read_metadata  # metadata only: no TensorFlow
+
+    meta = read_metadata(model)
+    if not red.has_shell_table(meta):
+        raise ContractError(
+            f"--mode {red.CWRED_SHELL} needs a per-shell lambda table in the metadata of "
+            f"{model} ('per_shell_lambda', written by 'train denoiser' from its single-pass "
+            "evaluation on validation structures); this model has none. Use --mode cwred, or "
+            "train the denoiser with a validation fraction > 0 and two or more structures.")
+    return meta["per_shell_lambda"]
 
 
 def _denoise(args, x_tilde):

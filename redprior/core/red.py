@@ -1,8 +1,24 @@
-"""Lambda schedules for regularisation by denoising (Kimanius et al. 2021, eq. 17 and sec. 4.3)."""
+"""Lambda schedules for regularisation by denoising (Kimanius et al. 2021, eq. 17 and sec. 4.3).
+
+Modes: gaussian (lambda 0: RELION's own prior), red (a fixed lambda), cwred (the paper's
+confidence weighting: a scalar lambda from the nominal resolution d of the half-map FSC) and
+cwred-shell (beyond the paper, its sec. 5: "the denoiser performance likely varies over
+different resolution shells"). In cwred-shell the lambda of Fourier shell s is
+
+    lambda_s = red_lambda * w(d) * L_d(s),
+
+where w(d) is the CW-RED ramp of cwred (0 worse than cw_low, 1 better than cw_high) and L_d(s)
+is the denoiser's per-shell table at resolution d: the fraction of the missing correlation of
+x~ in shell s that one denoiser pass recovered on validation maps of about that resolution
+(core.single_pass.per_shell_lambda / lambda_per_shell; 0 where the denoiser does not help).
+The scalar ramp still decides when the denoiser is trusted at all; the table only takes lambda
+down in the shells where one pass did not add correlation. Since L_d(s) <= 1, cwred-shell is
+never more aggressive than cwred with the same thresholds.
+"""
 import numpy as np
 
-GAUSSIAN, RED, CWRED = "gaussian", "red", "cwred"
-MODES = (GAUSSIAN, RED, CWRED)
+GAUSSIAN, RED, CWRED, CWRED_SHELL = "gaussian", "red", "cwred", "cwred-shell"
+MODES = (GAUSSIAN, RED, CWRED, CWRED_SHELL)
 
 
 def resolution_from_fsc(fsc, ori_size, pixel_size, threshold=0.143):
@@ -40,6 +56,34 @@ def schedule_lambda(mode, resolution, red_lambda=1.0, low=10.0, high=4.5):
         return 0.0
     if mode == RED:
         return float(red_lambda)
-    if mode == CWRED:
+    if mode in (CWRED, CWRED_SHELL):  # cwred-shell: the scalar part (see shell_lambda)
         return red_lambda * cwred_lambda(resolution, low, high)
     raise ValueError(f"Unknown prior mode '{mode}'; use one of {', '.join(MODES)}.")
+
+
+def has_shell_table(meta):
+    """True when denoiser metadata hold a usable per-shell lambda table (one finite row)."""
+    table = (meta or {}).get("per_shell_lambda") or {}
+    rows = table.get("lambda") or []
+    return any(r is not None and len(r) and all(v is not None and np.isfinite(v) for v in r)
+               for r in rows)
+
+
+def shell_lambda(table, resolution, ori_size, pixel_size, scalar):
+    """cwred-shell lambda per shell (index round(r/pad) as core.relion.red_update uses it).
+
+    table: the metadata's 'per_shell_lambda' (core.single_pass.metadata_fields); scalar: the
+    cwred part red_lambda * w(d) (schedule_lambda). Returns an array of length ori_size:
+    shells beyond Nyquist (the cube's corners, which RELION never fills) are 0.
+    """
+    from .single_pass import lambda_per_shell
+
+    # JSON stores NaN (empty resolution bins) as null
+    rows = [[np.nan if v is None else v for v in row] for row in table["lambda"]]
+    clean = dict(table, **{"lambda": rows})
+    out = np.zeros(int(ori_size))
+    if scalar <= 0:
+        return out
+    per = lambda_per_shell(clean, resolution, int(ori_size), float(pixel_size))
+    out[:len(per)] = np.clip(per, 0.0, 1.0) * float(scalar)
+    return out

@@ -728,6 +728,12 @@ def build_manifest(out_json=MANIFEST, sources=SOURCES, progress=None):
         except Exception as exc:  # a parser test file: unreadable on purpose
             exclude("file", key, f"unreadable ({exc})")
             continue
+        # reserved entries first, so that the report lists every one of their chains
+        if header["entry"] in RESERVED_ENTRIES:
+            for c in chains_of_structure(st, header, source=src_name, file=rel, path=path):
+                exclude("reserved", c.key, f"chain of the reserved entry {c.entry}",
+                        matched=c.entry)
+            continue
         why = file_problem(rel, header)
         if why:
             exclude("file", key, why)
@@ -741,11 +747,7 @@ def build_manifest(out_json=MANIFEST, sources=SOURCES, progress=None):
         for c in cs:
             why = chain_problem(c)
             if why:
-                exclude("mass" if why.startswith("mass") else "chain", c.key, why,
-                        mass_kda=round(c.mass_kda, 1))
-            elif c.entry in RESERVED_ENTRIES:
-                exclude("reserved", c.key, f"chain of the reserved entry {c.entry}",
-                        entry=c.entry)
+                exclude("mass" if why.startswith("mass") else "chain", c.key, why)
             else:
                 chains.append(c)
     say(f"{n_protein} protein chains in {n_files_used} usable files; {len(chains)} pass the "
@@ -771,10 +773,8 @@ def build_manifest(out_json=MANIFEST, sources=SOURCES, progress=None):
                 exclude("reserved", m.key, f"{DEDUP_IDENTITY:.0%}+ identical to look-alike "
                         f"{c.key} ({why})", matched=label)
             continue
-        src = SOURCE_BY_NAME[c.source]
         entries.append(dict(
-            id=c.key, source=c.source, source_kind=src.kind, source_version=src.version(),
-            file=c.file, chain=c.chain, entry=c.entry, method=c.method,
+            id=c.key, source=c.source, file=c.file, chain=c.chain, entry=c.entry, method=c.method,
             resolution=c.resolution, residues=c.residues, mass_kda=round(c.mass_kda, 2),
             seq_hash=c.seq_hash, duplicates=len(members.get(c.key, [])),
             tm_max_reserved=None if tm is None else round(tm, 3), tm_max_vs=label))
@@ -802,11 +802,25 @@ def build_manifest(out_json=MANIFEST, sources=SOURCES, progress=None):
         os.makedirs(os.path.dirname(os.path.abspath(out_json)), exist_ok=True)
         tmp = out_json + ".tmp"
         with open(tmp, "w") as fh:
-            json.dump(manifest, fh, indent=1)
-            fh.write("\n")
+            _dump_manifest(manifest, fh)
         os.replace(tmp, out_json)
     manifest["report"] = report
     return manifest
+
+
+def _dump_manifest(manifest, fh):
+    """JSON with one list item per line: small in git, and diffs show which chains changed."""
+    fh.write("{\n")
+    keys = list(manifest)
+    for i, k in enumerate(keys):
+        v = manifest[k]
+        fh.write(f" {json.dumps(k)}: ")
+        if isinstance(v, list):
+            fh.write("[\n" + ",\n".join("  " + json.dumps(x) for x in v) + "\n ]")
+        else:
+            fh.write(json.dumps(v))
+        fh.write(",\n" if i < len(keys) - 1 else "\n")
+    fh.write("}\n")
 
 
 @dataclass

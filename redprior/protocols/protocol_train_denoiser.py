@@ -1,0 +1,259 @@
+"""'train denoiser': a 3D U-Net trained on TrainingPairs (Kimanius et al. 2021, sec. 3.1-3.2).
+
+The numerics are core.unet / core.training / core.single_pass; this protocol handles the form,
+the log (one line per epoch) and the outputs: a DenoiserModel whose .json metadata carries the
+box, pixel size, normalisation, training resolutions, the single-pass curve on the validation
+structures, the suggested CW-RED thresholds (or why there are none) and the per-shell lambda
+table that 'CW-RED per shell' needs. TensorFlow is imported only inside the training step.
+"""
+import json
+import os
+import time
+
+import numpy as np
+
+import pyworkflow.protocol.params as params
+from pyworkflow import BETA
+from pwem.protocols import EMProtocol
+
+from redprior.objects import DenoiserModel
+
+MODEL_FILE = 'denoiser.keras'
+RELOAD_CHECK = 'reload_check.npz'
+NO_VALIDATION = ('no validation structures (validation fraction 0 or a single structure): '
+                 'no single-pass curve, so no CW-RED thresholds or per-shell table are '
+                 'suggested; use the paper\'s 10 / 4.5 A or train on 2+ structures')
+
+
+class ProtRedPriorTrainDenoiser(EMProtocol):
+    """Train the RED denoiser (3D U-Net with residual learning) on training pairs."""
+    _label = 'train denoiser'
+    _devStatus = BETA
+    _possibleOutputs = {'outputDenoiser': DenoiserModel}
+
+    # ------------------------------------------------------------------ form
+    def _defineParams(self, form):
+        form.addSection(label='Input')
+        form.addParam('inputPairs', params.PointerParam, pointerClass='TrainingPairs',
+                      important=True, label='Training pairs',
+                      help='Output of "training maps". The box must be a multiple of '
+                           '2^levels.')
+        form.addParam('continueFrom', params.PointerParam, pointerClass='DenoiserModel',
+                      allowsNull=True, label='Continue from (optional)',
+                      help='Continue training this model (its U-Net size is kept and its loss '
+                           'history is extended). Same pixel size as the pairs.')
+
+        form.addSection(label='Network')
+        form.addParam('levels', params.IntParam, default=4, validators=[params.GE(1)],
+                      condition='not continueFrom', label='U-Net levels',
+                      help='Down/up-sampling stages (paper: 5 for 96^3 maps; 4 for 64^3).')
+        form.addParam('baseFilters', params.IntParam, default=8, validators=[params.GE(1)],
+                      condition='not continueFrom', label='Base filters',
+                      help='Channels of the first stage, doubled per stage (paper: 4).')
+        form.addParam('weightDecay', params.FloatParam, default=1e-4,
+                      validators=[params.GE(0)], condition='not continueFrom',
+                      label='Weight decay (L2)')
+
+        form.addSection(label='Training')
+        form.addParam('epochs', params.IntParam, default=27, validators=[params.GE(1)],
+                      label='Epochs', help='The paper trained 27 epochs.')
+        form.addParam('stepsPerEpoch', params.IntParam, default=0, validators=[params.GE(0)],
+                      label='Steps per epoch', help='0: one pass over the training pairs.')
+        form.addParam('batchSize', params.IntParam, default=10, validators=[params.GE(1)],
+                      label='Mini-batch (maps)', help='The paper used 10.')
+        form.addParam('learningRate', params.FloatParam, default=1e-4,
+                      label='Learning rate (Adam)', help='The paper used a constant 1e-4.')
+        form.addParam('valFraction', params.FloatParam, default=0.1,
+                      label='Validation fraction',
+                      help='Fraction of the structures held out (whole structures). Their '
+                           'pairs give the validation loss and the single-pass curve.')
+        form.addParam('augment', params.BooleanParam, default=True,
+                      label='Rotate maps (24 cube rotations)?')
+        form.addParam('seed', params.IntParam, default=0, validators=[params.GE(0)],
+                      label='Random seed')
+        form.addParallelSection(threads=1, mpi=0)
+
+    # ------------------------------------------------------------------ steps
+    def _insertAllSteps(self):
+        self._insertFunctionStep(self.trainStep, self.inputPairs.get().getObjId(),
+                                 needsGPU=False)
+        self._insertFunctionStep(self.createOutputStep, needsGPU=False)
+
+    def trainStep(self, pairsId):
+        import keras
+        import tensorflow as tf
+
+        from redprior.core import training
+        from redprior.core.denoiser import update_metadata
+        from redprior.core.unet import build_unet
+
+        threads = max(1, self.numberOfThreads.get())
+        try:  # only possible before TensorFlow runs its first operation
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(threads)
+        except RuntimeError:
+            pass
+        keras.utils.set_random_seed(self.seed.get())
+        store = self.inputPairs.get().getStore()
+        out = self.getModelPath()
+        for path in (out, training.history_path(out)):
+            if os.path.exists(path):  # a re-run starts again from its input
+                os.remove(path)
+        if self.continueFrom.get() is not None:
+            model = os.path.abspath(self.continueFrom.get().getFileName())
+            self.info('Continuing from %s' % model)
+        else:
+            model = build_unet(self.levels.get(), self.baseFilters.get(),
+                               weight_decay=self.weightDecay.get())
+        self.info('Training on %d pairs (%d structures) of %d^3 at %g A/px'
+                  % (len(store), len(store.structures()), store.box, store.pixel_size))
+
+        def progress(epoch, trainLoss, valLoss, seconds):
+            self.info('epoch %d: train loss %.5g, val loss %s, %.1f s'
+                      % (epoch, trainLoss, '%.5g' % valLoss if valLoss is not None else '-',
+                         seconds))
+
+        t0 = time.time()
+        hist = training.train(model, store, epochs=self.epochs.get(),
+                              batch=self.batchSize.get(), lr=self.learningRate.get(),
+                              val_fraction=self.valFraction.get(), seed=self.seed.get(),
+                              callback=progress, output=out,
+                              steps_per_epoch=self.stepsPerEpoch.get() or None,
+                              augment=self.augment.get(),
+                              name='redprior-unet-%s' % self.getObjId(),
+                              description=self.getObjComment() or '')
+        self.info('Trained in %.0f s; structures for validation: %s'
+                  % (time.time() - t0, ', '.join(hist['structures_val']) or 'none'))
+        meta = self._metadata()
+        if meta.get('cw_low') is None and not meta.get('threshold_reason'):
+            update_metadata(out, cw_low=None, cw_high=None, threshold_reason=NO_VALIDATION)
+            meta = self._metadata()
+        self._reloadCheck(store, hist, None if isinstance(model, str) else model)
+        if meta.get('cw_low') is not None:
+            self.info('Suggested CW-RED thresholds: lambda 0 worse than %.2f A, 1 better than '
+                      '%.2f A (%s)' % (meta['cw_low'], meta['cw_high'], meta['threshold_reason']))
+        else:
+            self.info('No CW-RED thresholds suggested: %s' % meta.get('threshold_reason'))
+
+    def _reloadCheck(self, store, hist, trained=None):
+        """Reload the saved file (what a refinement will use) and run it on one validation
+        map; with the trained weights still in memory, the two outputs must be identical."""
+        import keras
+
+        from redprior.core.single_pass import keras_denoise_fn
+
+        first = hist['structures_val'][0] if hist['structures_val'] else None
+        idx = next((i for i, e in enumerate(store.entries)
+                    if first is None or e['structure'] == first), 0)
+        x = store.load(idx)['x']
+        reloaded = keras.saving.load_model(self.getModelPath(), compile=False)
+        y = keras_denoise_fn(reloaded)(x)
+        diff = None
+        if trained is not None:
+            diff = float(np.abs(keras_denoise_fn(trained)(x) - y).max())
+            self.info('Saved model reloaded: max |difference| to the trained weights on pair '
+                      '%d: %.3g' % (idx, diff))
+        np.savez(self._getExtraPath(RELOAD_CHECK), x=x, y=y, index=idx,
+                 max_abs_diff=np.nan if diff is None else diff)
+
+    def createOutputStep(self):
+        model = DenoiserModel(filename=self.getModelPath())
+        self._defineOutputs(outputDenoiser=model)
+        self._defineSourceRelation(self.inputPairs, model)
+        if self.continueFrom.get() is not None:
+            self._defineSourceRelation(self.continueFrom, model)
+
+    # ------------------------------------------------------------------ helpers
+    def getModelPath(self):
+        return self._getExtraPath(MODEL_FILE)
+
+    def getHistoryPath(self):
+        from redprior.core.training import history_path
+        return history_path(self.getModelPath())
+
+    def getHistory(self):
+        path = self.getHistoryPath()
+        if os.path.exists(path):
+            with open(path) as fh:
+                return json.load(fh)
+        return {}
+
+    def _metadata(self):
+        from redprior.core.denoiser import metadata_path
+        path = metadata_path(self.getModelPath())
+        if os.path.exists(path):
+            with open(path) as fh:
+                return json.load(fh)
+        return {}
+
+    # ------------------------------------------------------------------ info
+    @classmethod
+    def validateInstallation(cls):
+        from importlib.util import find_spec
+        import sys
+        if find_spec('tensorflow') is None:
+            return ['TensorFlow is not installed in this Python (%s): run `%s -m pip install '
+                    'tensorflow-cpu` (or tensorflow for GPUs).' % (sys.executable, sys.executable)]
+        return []
+
+    def _validate(self):
+        errors = []
+        pairs = self.inputPairs.get()
+        if pairs is None:
+            return ['Training pairs are required.']
+        if not pairs.getSize():
+            errors.append('The training pairs are empty.')
+        box, pixel = pairs.getBox(), pairs.getSamplingRate()
+        levels = self.levels.get()
+        cont = self.continueFrom.get()
+        if cont is not None:
+            meta = cont.getMetadata()
+            if not meta:
+                return errors + ['The model to continue from (%s) has no metadata.'
+                                 % cont.getFileName()]
+            levels = meta.get('levels') or levels
+            if pixel and meta.get('pixel_size') and abs(meta['pixel_size'] - pixel) > 1e-3 * pixel:
+                errors.append('The model to continue from was trained at %g A/px, the pairs are '
+                              'at %g A/px.' % (meta['pixel_size'], pixel))
+        if box and levels and box % (2 ** levels):
+            errors.append('The pairs\' box (%d px) must be a multiple of 2^levels = %d; use '
+                          'fewer U-Net levels or another box.' % (box, 2 ** levels))
+        if not 0 <= self.valFraction.get() < 1:
+            errors.append('The validation fraction must be in [0, 1).')
+        if self.learningRate.get() <= 0:
+            errors.append('The learning rate must be > 0.')
+        return errors
+
+    def _warnings(self):
+        pairs = self.inputPairs.get()
+        if pairs is not None and (self.valFraction.get() == 0
+                                  or (pairs.getNumberOfStructures() or 0) < 2):
+            return ['Without validation structures (validation fraction 0, or a single '
+                    'structure) the model gets no single-pass curve, no suggested CW-RED '
+                    'thresholds and no per-shell lambda table.']
+        return []
+
+    def _summary(self):
+        hist = self.getHistory()
+        if not hist.get('epochs'):
+            return ['Not trained yet.']
+        last = hist['epochs'][-1]
+        meta = self._metadata()
+        lines = ['%d epochs; last: train loss %.4g, val loss %s'
+                 % (len(hist['epochs']), last['train_loss'],
+                    '%.4g' % last['val_loss'] if last.get('val_loss') is not None else '-'),
+                 'Validation structures: %s' % (', '.join(hist.get('structures_val', []))
+                                                or 'none')]
+        if meta.get('cw_low') is not None:
+            lines.append('Suggested CW-RED: lambda 0 worse than %.2f A, 1 better than %.2f A'
+                         % (meta['cw_low'], meta['cw_high']))
+        else:
+            lines.append('No suggested thresholds: %s' % meta.get('threshold_reason', '-'))
+        return lines
+
+    def _methods(self):
+        return ['A 3D U-Net denoiser was trained with residual learning and an L2 loss on '
+                'FSC-filtered targets as in Kimanius et al. (2021).']
+
+    def _citations(self):
+        return ['Kimanius2021']
