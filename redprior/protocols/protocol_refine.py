@@ -23,9 +23,10 @@ from pwem.protocols import ProtRefine3D
 
 from redprior import Plugin
 
-PRIOR_GAUSSIAN, PRIOR_RED, PRIOR_CWRED = 0, 1, 2
-PRIOR_MODES = ['gaussian', 'red', 'cwred']
-PRIOR_LABELS = ['Gaussian (plain RELION)', 'RED', 'CW-RED']
+PRIOR_GAUSSIAN, PRIOR_RED, PRIOR_CWRED, PRIOR_CWRED_SHELL = 0, 1, 2, 3
+PRIOR_MODES = ['gaussian', 'red', 'cwred', 'cwred-shell']
+PRIOR_LABELS = ['Gaussian (plain RELION)', 'RED', 'CW-RED', 'CW-RED per shell']
+CW_CONDITION = 'priorMode in (%d, %d)' % (PRIOR_CWRED, PRIOR_CWRED_SHELL)
 EXRECON_LOG = 'exrecon_log.jsonl'
 
 
@@ -63,19 +64,28 @@ class ProtRedPriorRefine(ProtRefine3D):
                       label='Prior',
                       help='Gaussian: RELION\'s own smooth prior (lambda = 0). RED: update (17) '
                            'with a fixed lambda. CW-RED: lambda 0 at resolutions worse than '
-                           '"lambda 0 above", 1 better than "lambda 1 below", linear between.')
+                           '"lambda 0 above", 1 better than "lambda 1 below", linear between. '
+                           'CW-RED per shell: the CW-RED lambda times the denoiser\'s per-shell '
+                           'table (from its single-pass evaluation) at the current resolution; '
+                           'needs a denoiser trained with validation structures.')
+        form.addParam('denoiserModel', params.PointerParam, pointerClass='DenoiserModel',
+                      allowsNull=True, condition='priorMode != %d' % PRIOR_GAUSSIAN,
+                      label='Denoiser',
+                      help='Output of "train denoiser" (preferred over a file path below).')
         form.addParam('denoiserFile', params.PathParam, default='',
                       condition='priorMode != %d' % PRIOR_GAUSSIAN,
-                      label='Denoiser model (.keras)',
-                      help='A model with its .json metadata. Empty: the built-in fixed-weight '
-                           'smoothing model (a placeholder, not a learned prior).')
+                      label='or denoiser file (.keras)',
+                      help='A model with its .json metadata, used when no denoiser is '
+                           'selected above. Both empty: the built-in fixed-weight smoothing '
+                           'model (a placeholder, not a learned prior; not for CW-RED per '
+                           'shell).')
         form.addParam('redLambda', params.FloatParam, default=1.0,
                       condition='priorMode != %d' % PRIOR_GAUSSIAN,
                       label='Lambda (maximum)')
         form.addParam('cwLow', params.FloatParam, default=10.0,
-                      condition='priorMode == %d' % PRIOR_CWRED, label='Lambda 0 above (A)')
+                      condition=CW_CONDITION, label='Lambda 0 above (A)')
         form.addParam('cwHigh', params.FloatParam, default=4.5,
-                      condition='priorMode == %d' % PRIOR_CWRED, label='Lambda 1 below (A)')
+                      condition=CW_CONDITION, label='Lambda 1 below (A)')
 
         form.addSection(label='Sampling')
         form.addParam('healpixOrder', params.IntParam, default=1,
@@ -118,7 +128,7 @@ class ProtRedPriorRefine(ProtRefine3D):
         ref = self.referenceVolume.get()
         data, _ = read_map(ref.getFileName())
         write_map(self._getExtraPath('reference.mrc'), data, parts.getSamplingRate())
-        if self.priorMode.get() != PRIOR_GAUSSIAN and not self.denoiserFile.get():
+        if self.priorMode.get() != PRIOR_GAUSSIAN and not self._userDenoiserPath():
             from redprior.core.denoiser import write_builtin_model
             write_builtin_model(self._getExtraPath('denoiser_builtin.keras'),
                                 parts.getXDim(), parts.getSamplingRate())
@@ -209,12 +219,19 @@ class ProtRedPriorRefine(ProtRefine3D):
     # ------------------------------------------------------------------ helpers
     def _priorArgs(self):
         return [PRIOR_MODES[self.priorMode.get()], self.redLambda.get(), self.cwLow.get(),
-                self.cwHigh.get(), self.denoiserFile.get() or '']
+                self.cwHigh.get(), self._userDenoiserPath()]
+
+    def _userDenoiserPath(self):
+        """The denoiser chosen on the form: the DenoiserModel object first, then the file."""
+        model = self.denoiserModel.get() if self.hasAttribute('denoiserModel') else None
+        if model is not None and model.getFileName():
+            return model.getFileName()
+        return self.denoiserFile.get() or ''
 
     def getDenoiserPath(self):
         if self.priorMode.get() == PRIOR_GAUSSIAN:
             return ''
-        return self.denoiserFile.get() or self._getExtraPath('denoiser_builtin.keras')
+        return self._userDenoiserPath() or self._getExtraPath('denoiser_builtin.keras')
 
     def getExreconLog(self):
         return self._getExtraPath(EXRECON_LOG)
@@ -226,7 +243,7 @@ class ProtRedPriorRefine(ProtRefine3D):
         if mode != 'gaussian':
             args += ['--model', os.path.abspath(self.getDenoiserPath()),
                      '--lambda', '%g' % self.redLambda.get()]
-        if mode == 'cwred':
+        if mode in ('cwred', 'cwred-shell'):
             args += ['--cw-low', '%g' % self.cwLow.get(), '--cw-high', '%g' % self.cwHigh.get()]
         if socket:
             args += ['--worker', socket]
@@ -336,19 +353,29 @@ class ProtRedPriorRefine(ProtRefine3D):
             read_map(ref.getFileName())
         except MapError as exc:
             errors.append('Reference volume: %s' % exc)
-        if self.priorMode.get() != PRIOR_GAUSSIAN and self.denoiserFile.get():
+        if self.priorMode.get() != PRIOR_GAUSSIAN and self._userDenoiserPath():
             errors += self._validateDenoiser(ppix)
-        if self.priorMode.get() == PRIOR_CWRED and self.cwHigh.get() >= self.cwLow.get():
+        elif self.priorMode.get() == PRIOR_CWRED_SHELL:
+            errors.append('CW-RED per shell needs a trained denoiser with a per-shell lambda '
+                          'table ("train denoiser" with validation structures); the built-in '
+                          'placeholder has none.')
+        if (self.priorMode.get() in (PRIOR_CWRED, PRIOR_CWRED_SHELL)
+                and self.cwHigh.get() >= self.cwLow.get()):
             errors.append('CW-RED: "lambda 1 below" (%g A) must be smaller than "lambda 0 '
                           'above" (%g A).' % (self.cwHigh.get(), self.cwLow.get()))
         return errors
 
     def _validateDenoiser(self, pixel):
         from redprior.core.denoiser import DenoiserError, read_metadata
+        from redprior.core.red import has_shell_table
         try:
-            meta = read_metadata(self.denoiserFile.get())
+            meta = read_metadata(self._userDenoiserPath())
         except DenoiserError as exc:
             return [str(exc)]
+        if self.priorMode.get() == PRIOR_CWRED_SHELL and not has_shell_table(meta):
+            return ['CW-RED per shell: the denoiser %s has no per-shell lambda table in its '
+                    'metadata (train it with validation structures), or choose CW-RED.'
+                    % self._userDenoiserPath()]
         ratio = pixel / float(meta['pixel_size'])
         if ratio > 2 or ratio < 0.5:
             return ['The denoiser was trained at %g A/px and the particles are at %g A/px '
