@@ -35,6 +35,8 @@ setup(
         "scipion-em-relion",
         # projections in core.simulate (used by the simulate protocol at run time)
         "finufft",
+        # TM-scores of the reserved-structure guard (redprior.core.training_set)
+        "tmtools",
     ],
     extras_require={
         "test": ["pytest"],

@@ -29,7 +29,7 @@ def main(argv=None):
 
     _files, missing = TS.scan_sources()
     problems = [f"  {s.name} ({s.kind}): {s.install}" for s in missing]
-    if not TS.have_tmtools():
+    if not TS.have_tmtools() and "tmtools" not in {s.name for s in missing}:
         problems.append("  tmtools (pip): pip install tmtools   [TM-scores vs reserved]")
     if problems:
         print("Missing sources of training structures:\n" + "\n".join(problems)

@@ -484,7 +484,8 @@ def _encode_ca(ca):
 
 
 def _decode_ca(text):
-    return np.frombuffer(base64.b64decode(text), dtype="<i2").astype(np.float64).reshape(-1, 3) / 100.0
+    q = np.frombuffer(base64.b64decode(text), dtype="<i2")
+    return q.astype(np.float64).reshape(-1, 3) / 100.0
 
 
 def _reserved_file(spec):
@@ -700,7 +701,8 @@ def build_manifest(out_json=MANIFEST, sources=SOURCES, progress=None):
     """
     say = progress or (lambda msg: None)
     files, missing = scan_sources(sources)
-    reserved = load_reserved(from_files=True, manifest={})
+    # installed files first; the committed manifest covers a reserved source not installed
+    reserved = load_reserved(from_files=True)
     # copies must superimpose on their representative for the COPY_MARGIN shortcut
     copy_tm = {}
     for r in reserved:

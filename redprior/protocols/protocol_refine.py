@@ -215,6 +215,8 @@ class ProtRedPriorRefine(ProtRefine3D):
         self._defineSourceRelation(self.inputParticles, vol)
         self._defineSourceRelation(self.inputParticles, outParts)
         self._defineSourceRelation(self.referenceVolume, vol)
+        if self.priorMode.get() != PRIOR_GAUSSIAN and self.denoiserModel.get() is not None:
+            self._defineSourceRelation(self.denoiserModel, vol)
 
     # ------------------------------------------------------------------ helpers
     def _priorArgs(self):

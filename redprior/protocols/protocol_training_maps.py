@@ -104,6 +104,12 @@ class ProtRedPriorTrainingMaps(EMProtocol):
     # ------------------------------------------------------------------ form
     def _defineParams(self, form):
         form.addSection(label='Input')
+        form.addParam('trainingMode', params.EnumParam, choices=MODE_LABELS,
+                      default=MODE_GAUSSIAN, label='Noisy maps from',
+                      help='RELION intermediates: the paper\'s main set (slow: one refinement '
+                           'per structure and SNR). Perturbed poses: reconstructions of '
+                           'simulated particles at wrong poses (seconds per pair). Gaussian '
+                           'noise: the paper\'s second set (fastest).')
         form.addParam('inputSource', params.EnumParam, choices=SOURCE_LABELS,
                       default=SRC_MAPS, display=params.EnumParam.DISPLAY_HLIST,
                       label='Ground truth from',
@@ -149,12 +155,6 @@ class ProtRedPriorTrainingMaps(EMProtocol):
                       help='The denoiser is used at this pixel size (within a factor 2).')
 
         form.addSection(label='Pairs')
-        form.addParam('trainingMode', params.EnumParam, choices=MODE_LABELS,
-                      default=MODE_GAUSSIAN, label='Noisy maps from',
-                      help='RELION intermediates: the paper\'s main set (slow: one refinement '
-                           'per structure and SNR). Perturbed poses: reconstructions of '
-                           'simulated particles at wrong poses (seconds per pair). Gaussian '
-                           'noise: the paper\'s second set (fastest).')
         form.addParam('pairsPerStructure', params.IntParam, default=20,
                       validators=[params.GE(0)], label='Pairs per structure',
                       help='RELION intermediates: at most this many of the recorded maps, '
