@@ -41,14 +41,14 @@ def read_structure(path):
     if len(st) == 0:
         raise ValueError(f"Atomic model {path} contains no model (no ATOM records). "
                          "Give a file with atomic coordinates.")
-    _clean(st)
+    clean_structure(st)
     if _count_atoms(st) == 0:
         raise ValueError(f"Atomic model {path} has no polymer atoms after removing waters, "
                          "ligands and hydrogens. Give a model of a protein or nucleic acid.")
     return st
 
 
-def _clean(st):
+def clean_structure(st):
     # Only the first model: NMR ensembles would otherwise be summed into one map.
     while len(st) > 1:
         del st[len(st) - 1]
@@ -71,7 +71,7 @@ def _coords(model):
 def _as_structure(path_or_structure):
     if isinstance(path_or_structure, gemmi.Structure):
         st = path_or_structure.clone()
-        _clean(st)
+        clean_structure(st)
         if _count_atoms(st) == 0:
             raise ValueError("The atomic model has no polymer atoms after removing waters, "
                              "ligands and hydrogens.")

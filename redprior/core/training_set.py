@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import gemmi
 import numpy as np
 
-from .structure import DATA_DIR, DEMO_MODEL
+from .structure import DATA_DIR, DEMO_MODEL, clean_structure
 
 log = logging.getLogger(__name__)
 
@@ -249,13 +249,7 @@ def read_model(path):
     header = dict(entry=_entry_id(st, os.fspath(path)), method=_method(st),
                   resolution=float(st.resolution) if st.resolution > 0 else None,
                   n_models=len(st))
-    while len(st) > 1:
-        del st[len(st) - 1]
-    st.setup_entities()
-    st.remove_hydrogens()
-    st.remove_ligands_and_waters()
-    st.remove_alternative_conformations()
-    st.remove_empty_chains()
+    clean_structure(st)
     return st, header
 
 
@@ -626,12 +620,7 @@ def check_not_reserved(path_or_structure, reserved=None):
         st = path_or_structure.clone()
         header = dict(entry=_entry_id(st, st.name or ""), method=_method(st),
                       resolution=None, n_models=len(st))
-        while len(st) > 1:
-            del st[len(st) - 1]
-        st.setup_entities()
-        st.remove_hydrogens()
-        st.remove_ligands_and_waters()
-        st.remove_alternative_conformations()
+        clean_structure(st)
         name = st.name or "the model"
     else:
         path = os.fspath(path_or_structure)

@@ -13,6 +13,7 @@ from pyworkflow.viewer import DESKTOP_TKINTER, WEB_DJANGO, ProtocolViewer
 from pwem.viewers import EmPlotter
 
 from redprior import constants as C
+from redprior.viewers.common import savePlotters
 from redprior.protocols import ProtRedPriorSimulate
 
 logger = logging.getLogger(__name__)
@@ -181,13 +182,5 @@ class RedPriorSimulateViewer(ProtocolViewer):
     # ------------------------------------------------------------------ headless
     def saveFigures(self, folder, dpi=100):
         """Write gallery.png, slices.png and snr.png into folder; return their paths."""
-        os.makedirs(folder, exist_ok=True)
-        paths = []
-        for name, func in (('gallery', self._showGallery), ('slices', self._showSlices),
-                           ('snr', self._showSnr)):
-            for plotter in func():
-                path = os.path.join(folder, name + '.png')
-                plotter.savefig(path, dpi=dpi)
-                plotter.close()
-                paths.append(path)
-        return paths
+        return savePlotters(folder, (('gallery', self._showGallery), ('slices', self._showSlices),
+                                     ('snr', self._showSnr)), dpi)

@@ -5,13 +5,13 @@ with plotter.savefig(path). The figures are drawn by redprior.core.report, the s
 writes the report's PNGs.
 """
 import logging
-import os
 
 import pyworkflow.protocol.params as params
 from pyworkflow.viewer import DESKTOP_TKINTER, WEB_DJANGO, ProtocolViewer
 from pwem.viewers import EmPlotter
 
 from redprior.protocols import ProtRedPriorValidate
+from redprior.viewers.common import savePlotters
 
 logger = logging.getLogger(__name__)
 
@@ -104,16 +104,8 @@ class RedPriorValidateViewer(ProtocolViewer):
     # ------------------------------------------------------------------ headless
     def saveFigures(self, folder, dpi=100):
         """Write fsc.png, fsc_scipion.png and pose_errors.png (if any); return their paths."""
-        os.makedirs(folder, exist_ok=True)
-        paths = []
-        for name, func in (('fsc', self._showFsc), ('fsc_scipion', self._showFscScipion),
-                           ('pose_errors', self._showPoses)):
-            for plotter in func():
-                path = os.path.join(folder, name + '.png')
-                plotter.savefig(path, dpi=dpi)
-                plotter.close()
-                paths.append(path)
-        return paths
+        return savePlotters(folder, (('fsc', self._showFsc), ('fsc_scipion', self._showFscScipion),
+                                     ('pose_errors', self._showPoses)), dpi)
 
 
 def _short(text, n=90):
