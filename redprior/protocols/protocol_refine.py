@@ -128,7 +128,7 @@ class ProtRedPriorRefine(ProtRefine3D):
         ref = self.referenceVolume.get()
         data, _ = read_map(ref.getFileName())
         write_map(self._getExtraPath('reference.mrc'), data, parts.getSamplingRate())
-        if self.priorMode.get() != PRIOR_GAUSSIAN and not self._userDenoiserPath():
+        if self.priorMode.get() != PRIOR_GAUSSIAN and not self.getUserDenoiserPath():
             from redprior.core.denoiser import write_builtin_model
             write_builtin_model(self._getExtraPath('denoiser_builtin.keras'),
                                 parts.getXDim(), parts.getSamplingRate())
@@ -221,9 +221,9 @@ class ProtRedPriorRefine(ProtRefine3D):
     # ------------------------------------------------------------------ helpers
     def _priorArgs(self):
         return [PRIOR_MODES[self.priorMode.get()], self.redLambda.get(), self.cwLow.get(),
-                self.cwHigh.get(), self._userDenoiserPath()]
+                self.cwHigh.get(), self.getUserDenoiserPath()]
 
-    def _userDenoiserPath(self):
+    def getUserDenoiserPath(self):
         """The denoiser chosen on the form: the DenoiserModel object first, then the file."""
         model = self.denoiserModel.get() if self.hasAttribute('denoiserModel') else None
         if model is not None and model.getFileName():
@@ -233,7 +233,7 @@ class ProtRedPriorRefine(ProtRefine3D):
     def getDenoiserPath(self):
         if self.priorMode.get() == PRIOR_GAUSSIAN:
             return ''
-        return self._userDenoiserPath() or self._getExtraPath('denoiser_builtin.keras')
+        return self.getUserDenoiserPath() or self._getExtraPath('denoiser_builtin.keras')
 
     def getExreconLog(self):
         return self._getExtraPath(EXRECON_LOG)
@@ -355,7 +355,7 @@ class ProtRedPriorRefine(ProtRefine3D):
             read_map(ref.getFileName())
         except MapError as exc:
             errors.append('Reference volume: %s' % exc)
-        if self.priorMode.get() != PRIOR_GAUSSIAN and self._userDenoiserPath():
+        if self.priorMode.get() != PRIOR_GAUSSIAN and self.getUserDenoiserPath():
             errors += self._validateDenoiser(ppix)
         elif self.priorMode.get() == PRIOR_CWRED_SHELL:
             errors.append('CW-RED per shell needs a trained denoiser with a per-shell lambda '
@@ -371,13 +371,13 @@ class ProtRedPriorRefine(ProtRefine3D):
         from redprior.core.denoiser import DenoiserError, read_metadata
         from redprior.core.red import has_shell_table
         try:
-            meta = read_metadata(self._userDenoiserPath())
+            meta = read_metadata(self.getUserDenoiserPath())
         except DenoiserError as exc:
             return [str(exc)]
         if self.priorMode.get() == PRIOR_CWRED_SHELL and not has_shell_table(meta):
             return ['CW-RED per shell: the denoiser %s has no per-shell lambda table in its '
                     'metadata (train it with validation structures), or choose CW-RED.'
-                    % self._userDenoiserPath()]
+                    % self.getUserDenoiserPath()]
         ratio = pixel / float(meta['pixel_size'])
         if ratio > 2 or ratio < 0.5:
             return ['The denoiser was trained at %g A/px and the particles are at %g A/px '

@@ -51,6 +51,7 @@ PAIRS_DIR = 'pairs'
 PARTS_DIR = 'parts'
 COST_FILE = 'cost.json'
 SUMMARY_FILE = 'training_maps.json'
+STRUCTURES_FILE = 'structures.json'
 
 
 def _plainPath(fn):
@@ -61,16 +62,21 @@ def _safeId(text):
     return re.sub(r'[^A-Za-z0-9_.-]+', '_', str(text)).strip('_') or 'structure'
 
 
-def simulationSource(mapPath):
-    """The atomic model a 'simulate particles' ground truth was computed from, or None.
+def simulationInfo(mapPath):
+    """simulation.json of a 'simulate particles' ground truth ({} for other maps).
 
-    That protocol writes simulation.json next to its ground_truth.mrc.
+    That protocol writes it next to its ground_truth.mrc.
     """
     info = os.path.join(os.path.dirname(mapPath or ''), C.SIM_JSON)
     if not os.path.exists(info):
-        return None
+        return {}
     with open(info) as fh:
-        data = json.load(fh)
+        return json.load(fh)
+
+
+def simulationSource(mapPath):
+    """The atomic model a 'simulate particles' ground truth was computed from, or None."""
+    data = simulationInfo(mapPath)
     if data.get('source') == 'atomic model' and data.get('source_file'):
         return data['source_file']
     return None
@@ -237,14 +243,26 @@ class ProtRedPriorTrainingMaps(EMProtocol):
 
     # ------------------------------------------------------------------ steps
     def _insertAllSteps(self):
-        for i, s in enumerate(self.getStructures()):
+        structs = self.getStructures()
+        # resolved once: reading the shipped manifest parses every model file
+        os.makedirs(self._getExtraPath(), exist_ok=True)
+        with open(self._getExtraPath(STRUCTURES_FILE), 'w') as fh:
+            json.dump(structs, fh, indent=1)
+        for i, s in enumerate(structs):
             self._insertFunctionStep(self.structureStep, i, s['id'], needsGPU=False)
         self._insertFunctionStep(self.createOutputStep, needsGPU=False)
+
+    def _runStructures(self):
+        path = self._getExtraPath(STRUCTURES_FILE)
+        if os.path.exists(path):
+            with open(path) as fh:
+                return json.load(fh)
+        return self.getStructures()
 
     def structureStep(self, index, structId):
         from redprior.core.training_pairs import PairStore
 
-        s = self.getStructures()[index]
+        s = self._runStructures()[index]
         if s['id'] != structId:
             raise RuntimeError('The inputs changed since the steps were made (structure %d is '
                                '%s, expected %s); start a new run.' % (index, s['id'], structId))
@@ -257,10 +275,12 @@ class ProtRedPriorTrainingMaps(EMProtocol):
         except ValueError as exc:
             if s['kind'] != 'chain':
                 raise
-            # a shipped chain that does not fit this box: skip it, say so
+            # a shipped chain that does not fit this box (or, against the manifest's own
+            # filter, looks reserved): skip it, say so
             self.warning('%s skipped: %s' % (structId, exc))
             self._writeCost(folder, dict(id=structId, pairs=0, skipped=str(exc)))
             return
+        setup = time.time() - t0  # ground truth and reserved check, not the pairs themselves
         rng = np.random.default_rng([self.seed.get(), index])
         mode = self.trainingMode.get()
         with PairStore(folder) as store:
@@ -274,14 +294,15 @@ class ProtRedPriorTrainingMaps(EMProtocol):
         seconds = time.time() - t0
         n = len(store)
         cost = dict(id=structId, source=s.get('source', s['path']), mode=MODE_NAMES[mode],
-                    pairs=n, seconds=round(seconds, 3),
+                    pairs=n, seconds=round(seconds, 3), setup_seconds=round(setup, 3),
                     seconds_per_pair=round(seconds / n, 4) if n else None,
                     resolution=[min(res), max(res)] if res else None, box=int(gt.shape[0]),
                     pixel_size=pixel, **extra)
         self._writeCost(folder, cost)
-        self.info('%s: %d %s pairs in %.1f s (%s s per pair), resolutions %s A'
+        self.info('%s: %d %s pairs in %.1f s (%s s per pair; ground truth %.1f s), '
+                  'resolutions %s A'
                   % (structId, n, MODE_NAMES[mode], seconds,
-                     '%.3g' % (seconds / n) if n else '-',
+                     '%.3g' % (seconds / n) if n else '-', setup,
                      '%.1f-%.1f' % (min(res), max(res)) if res else 'n/a'))
 
     def createOutputStep(self):
@@ -292,7 +313,7 @@ class ProtRedPriorTrainingMaps(EMProtocol):
             shutil.rmtree(final)
         os.makedirs(final)
         costs, idx = [], 0
-        for s in self.getStructures():
+        for s in self._runStructures():
             folder = self._getExtraPath(PARTS_DIR, s['id'])
             costs.append(self._readCost(folder) or dict(id=s['id'], pairs=0))
             if not os.path.exists(os.path.join(folder, PairStore.MANIFEST)):
@@ -454,7 +475,8 @@ class ProtRedPriorTrainingMaps(EMProtocol):
                 '--healpix_order', str(self.healpixOrder.get()),
                 '--offset_range', '2', '--offset_step', '1', '--sym', 'C1', '--norm', '--scale',
                 '--j', str(self.numberOfThreads.get()), '--pad', '2',
-                '--random_seed', str(self.seed.get()), '--external_reconstruct',
+                # RELION skips its particle-order randomisation for seed 0
+                '--random_seed', str(self.seed.get() + 1), '--external_reconstruct',
                 '--dont_combine_weights_via_disc', '--preread_images']
         if ctf:
             args += ['--ctf', '--ctf_corrected_ref']
@@ -504,7 +526,8 @@ class ProtRedPriorTrainingMaps(EMProtocol):
             for vol in self._iterItems(self.inputVolumes):
                 path = _plainPath(vol.getFileName())
                 model = simulationSource(path)
-                name = os.path.basename(model) if model else os.path.basename(path)
+                # a simulated ground truth is named after what it was simulated from
+                name = os.path.basename(simulationInfo(path).get('source_file') or path)
                 out.append(dict(kind='map', path=path, name=name, source=model or path,
                                 pixel=vol.getSamplingRate()))
         elif src == SRC_MODELS:
@@ -666,7 +689,8 @@ class ProtRedPriorTrainingMaps(EMProtocol):
         for v in vols:
             model = simulationSource(_plainPath(v.getFileName()))
             if model is not None and reserved is not None:
-                errors += self._reservedErrors(model, reserved)
+                errors += self._reservedErrors(model, reserved, 'The map %s was simulated from '
+                                               'an excluded model: ' % v.getFileName())
         if self._usesGivenParticles():
             parts = [p.get() for p in self.inputParticles]
             if len(parts) != len(vols) or any(p is None for p in parts):
@@ -728,11 +752,11 @@ class ProtRedPriorTrainingMaps(EMProtocol):
             errors.append('Cannot load the reserved structures: %s' % exc)
             return None
 
-    def _reservedErrors(self, path, reserved):
+    def _reservedErrors(self, path, reserved, prefix=''):
         try:
             self._checkReserved(path, reserved=reserved)
         except (ValueError, RuntimeError) as exc:
-            return [str(exc)]
+            return [prefix + str(exc)]
         return []
 
     def _validateRelion(self):

@@ -78,6 +78,7 @@ def plotSinglePass(meta, title='single-pass curve'):
         ax.text(0.02, 0.02, 'no thresholds: %s' % meta.get('threshold_reason', ''),
                 transform=ax.transAxes, fontsize=7, wrap=True)
     ax.set_xscale('log')
+    _plainLogAxis(ax.xaxis)
     ax.invert_xaxis()  # better resolution to the right
     ax.set_xlabel('nominal resolution of x~ (A)')
     ax.set_ylabel('error ratio, denoised / noisy')
@@ -124,6 +125,7 @@ def plotPairResolutions(store, title='training pairs'):
     bins = np.geomspace(min(allres) * 0.95, max(allres) * 1.05, 15)
     ax.hist(list(by_mode.values()), bins=bins, stacked=True, label=list(by_mode))
     ax.set_xscale('log')
+    _plainLogAxis(ax.xaxis)
     ax.set_xlabel('nominal resolution (A)')
     ax.set_ylabel('pairs')
     ax.set_title('%s: %d pairs, %d structures' % (title, len(store), len(store.structures())))
@@ -153,6 +155,13 @@ def plotPairExamples(store, count=3, title='noisy map and target (central z slic
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def _plainLogAxis(axis):
+    # '16' rather than matplotlib's '1.6 x 10^1' on a log axis of resolutions
+    from matplotlib.ticker import FormatStrFormatter
+    axis.set_major_formatter(FormatStrFormatter('%g'))
+    axis.set_minor_formatter(FormatStrFormatter('%g'))
 
 
 def _save(figures, folder):

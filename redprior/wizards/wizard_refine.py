@@ -140,7 +140,7 @@ class RedPriorCwThresholdsWizard(EmWizard):
 
     def show(self, form, *params):
         prot = form.protocol
-        path = (prot.denoiserFile.get() or '').strip()
+        path = prot.getUserDenoiserPath().strip()
         paper = ("The paper's thresholds were put in the form instead: lambda 0 above %g A, "
                  "1 below %g A (Kimanius et al. 2021)." % (PAPER_CW_LOW, PAPER_CW_HIGH))
         if not path:
