@@ -227,7 +227,7 @@ class TestWorkflowTemplate(BaseTest):
         # the placeholder is replaced by this installation's data folder, and validates
         self.assertEqual(params['model'].getValue(), structure.DEMO_MODEL)
         self.assertIsNone(params['model'].validate())
-        self.assertEqual(params['box'].getValue(), '64')
+        self.assertEqual(params['box'].getValue(), '48')
         self.assertEqual(params['denoiser'].getValue(), '')
 
     def test_graph(self):
