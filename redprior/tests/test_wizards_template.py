@@ -2,7 +2,7 @@
 
 The template test loads redprior/templates/*.json.template the way `scipion template` does
 (plugin templates -> environment -> fields -> workflow JSON -> Project.loadProtocols) and
-runs it on tiny data (box 40 at 3 A/px, 300 particles, SNR 1, no CTF): two real
+runs it on tiny data (box 40 at 3 A/px, 200 particles, SNR 1, no CTF): two real
 relion_refine_mpi runs, about 6 minutes on 2 cores.
 Run with `python -m pytest redprior/tests/test_wizards_template.py -q`.
 """
@@ -199,7 +199,7 @@ def loadTemplate(project, **fields):
 
 class TestWorkflowTemplate(BaseTest):
     """The shipped template: discovery, fields, protocol graph and one tiny real run."""
-    FIELDS = dict(box=40, pixel=3.0, particles=300, snr=1.0, mpi=3)
+    FIELDS = dict(box=40, pixel=3.0, particles=200, snr=1.0, mpi=3)
 
     @classmethod
     def setUpClass(cls):
@@ -246,7 +246,7 @@ class TestWorkflowTemplate(BaseTest):
         self.assertEqual(imp.pdbFile.get(), structure.DEMO_MODEL)
         link(sim.inputAtomStruct, imp, 'outputPdb')
         self.assertEqual((sim.boxSize.get(), sim.pixelSize.get(), sim.numberOfParticles.get(),
-                          sim.snr.get(), sim.doCtf.get()), (40, 3.0, 300, 1.0, False))
+                          sim.snr.get(), sim.doCtf.get()), (40, 3.0, 200, 1.0, False))
         for refine, mode in ((gauss, PRIOR_GAUSSIAN), (cw, PRIOR_CWRED)):
             self.assertEqual(refine.priorMode.get(), mode)
             self.assertEqual(refine.numberOfMpi.get(), 3)
@@ -272,10 +272,10 @@ class TestWorkflowTemplate(BaseTest):
             self.launchProtocol(prot)
         imp, sim, gauss, cw, val1, val2, cons = prots
         self.assertTrue(all(p.isFinished() for p in prots))
-        self.assertSetSize(sim.outputParticles, 300)
+        self.assertSetSize(sim.outputParticles, 200)
         for refine in (gauss, cw):
             self.assertEqual(refine.outputVolume.getDim(), (40, 40, 40))
-            self.assertSetSize(refine.outputParticles, 300)
+            self.assertSetSize(refine.outputParticles, 200)
             self.assertTrue(math.isfinite(refine.getSummaryDict()['final_resolution']))
         self.assertEqual(gauss.getSummaryDict()['method'], 'gaussian')
         self.assertEqual(cw.getSummaryDict()['method'], 'cwred')
@@ -290,8 +290,8 @@ class TestWorkflowTemplate(BaseTest):
             self.assertIn('angular', res['poses'])
             self.assertGreater(val.outputFSCs.getSize(), 0)
         summary = cons.getResult()['summary']
-        self.assertEqual(summary['n_common'], 300)
-        self.assertEqual(summary['n_agree'] + summary['n_disagree'], 300)
+        self.assertEqual(summary['n_common'], 200)
+        self.assertEqual(summary['n_agree'] + summary['n_disagree'], 200)
         self.assertSetSize(cons.outputAgreeing, summary['n_agree'])
         self.assertGreater(summary['n_agree'], 150)  # SNR 1: the engines mostly agree
         if summary['n_disagree']:
