@@ -145,11 +145,16 @@ if not CORE_ONLY:
             if cls.getMpirun() is None:
                 errors.append("mpirun not found (needed by relion_refine_mpi): install OpenMPI "
                               "(Debian: apt-get install openmpi-bin) or put mpirun on PATH.")
-            if find_spec('tensorflow') is None:
-                errors.append("TensorFlow is not installed in this Python (%s): run "
-                              "`%s -m pip install tensorflow-cpu` (or tensorflow for GPUs)."
-                              % (sys.executable, sys.executable))
-            return errors
+            return errors + cls.missingPythonPackages('tensorflow')
+
+        @classmethod
+        def missingPythonPackages(cls, *modules):
+            """Messages for the Python modules not importable here (protocols that need no
+            RELION use this as their whole installation check)."""
+            pipName = {'tensorflow': 'tensorflow-cpu` (or tensorflow for GPUs'}
+            return ["Python package %s is not installed in this Python (%s): run `%s -m pip "
+                    "install %s`." % (mod, sys.executable, sys.executable, pipName.get(mod, mod))
+                    for mod in modules if find_spec(mod) is None]
 
         # ---------------------------------------------------------------- templates
         TEMPLATE_DATA_TOKEN = '@REDPRIOR_DATA@'

@@ -19,6 +19,7 @@ from pyworkflow.protocol import Protocol
 from pwem.objects import FSC, SetOfFSCs, SetOfParticles
 from pwem.protocols import EMProtocol
 
+from redprior import Plugin
 FRAME_FROM_MAPS, FRAME_FROM_POSES = 0, 1
 FRAME_CHOICES = ['maps', 'particle poses']
 MASK_NONE, MASK_SPHERE, MASK_AUTO = 0, 1, 2
@@ -353,9 +354,7 @@ class ProtRedPriorConsensus(EMProtocol):
     @classmethod
     def validateInstallation(cls):
         # Pure Python: RELION and TensorFlow (the plugin's own check) are not needed.
-        from importlib.util import find_spec
-        return ["Python package %s is missing: run `pip install %s` in Scipion's Python."
-                % (mod, mod) for mod in ('mrcfile', 'scipy') if find_spec(mod) is None]
+        return Plugin.missingPythonPackages('mrcfile', 'scipy')
 
     def _validate(self):
         errors = []

@@ -14,6 +14,7 @@ from pwem.constants import ALIGN_PROJ
 from pwem.objects import SetOfParticles, Volume
 from pwem.protocols import EMProtocol
 
+from redprior import Plugin
 from redprior import constants as C
 
 
@@ -278,9 +279,7 @@ class ProtRedPriorSimulate(EMProtocol):
     def validateInstallation(cls):
         # Simulation is pure Python: do not inherit the plugin's RELION/TensorFlow check,
         # which would block this protocol on machines without RELION.
-        from importlib.util import find_spec
-        return ["Python package %s is missing: run `pip install %s` in Scipion's Python."
-                % (mod, mod) for mod in ('finufft', 'gemmi', 'mrcfile') if find_spec(mod) is None]
+        return Plugin.missingPythonPackages('finufft', 'gemmi', 'mrcfile')
 
     def _validate(self):
         errors = []

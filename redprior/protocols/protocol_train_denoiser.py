@@ -16,6 +16,7 @@ import pyworkflow.protocol.params as params
 from pyworkflow import BETA
 from pwem.protocols import EMProtocol
 
+from redprior import Plugin
 from redprior.objects import DenoiserModel
 
 MODEL_FILE = 'denoiser.keras'
@@ -189,12 +190,7 @@ class ProtRedPriorTrainDenoiser(EMProtocol):
     # ------------------------------------------------------------------ info
     @classmethod
     def validateInstallation(cls):
-        from importlib.util import find_spec
-        import sys
-        if find_spec('tensorflow') is None:
-            return ['TensorFlow is not installed in this Python (%s): run `%s -m pip install '
-                    'tensorflow-cpu` (or tensorflow for GPUs).' % (sys.executable, sys.executable)]
-        return []
+        return Plugin.missingPythonPackages('tensorflow')
 
     def _validate(self):
         errors = []

@@ -31,6 +31,7 @@ from pwem.constants import ALIGN_NONE
 from pwem.protocols import EMProtocol
 from pyworkflow.protocol.constants import STEPS_SERIAL
 
+from redprior import Plugin
 from redprior import constants as C
 from redprior.objects import TrainingPairs
 
@@ -633,9 +634,7 @@ class ProtRedPriorTrainingMaps(EMProtocol):
     def validateInstallation(cls):
         # Gaussian and perturbed-pose pairs are pure Python: RELION is checked in _validate
         # only for the RELION mode.
-        from importlib.util import find_spec
-        return ["Python package %s is missing: run `pip install %s` in Scipion's Python."
-                % (mod, mod) for mod in ('finufft', 'gemmi', 'mrcfile') if find_spec(mod) is None]
+        return Plugin.missingPythonPackages('finufft', 'gemmi', 'mrcfile')
 
     def _validate(self):
         errors = []

@@ -14,6 +14,7 @@ from pwem.constants import ALIGN_PROJ
 from pwem.objects import FSC, SetOfFSCs
 from pwem.protocols import EMProtocol
 
+from redprior import Plugin
 MAPS_JSON = 'validation_maps.json'
 POSES_JSON = 'validation_poses.json'
 RESULTS_JSON = 'validation.json'
@@ -251,9 +252,7 @@ class ProtRedPriorValidate(EMProtocol):
     @classmethod
     def validateInstallation(cls):
         # Pure Python: do not inherit the plugin's RELION/TensorFlow check.
-        from importlib.util import find_spec
-        return ["Python package mrcfile is missing: run `pip install mrcfile` in Scipion's "
-                "Python."] if find_spec('mrcfile') is None else []
+        return Plugin.missingPythonPackages('mrcfile')
 
     def _validate(self):
         from redprior.core import angles
