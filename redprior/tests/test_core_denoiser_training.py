@@ -16,22 +16,9 @@ from redprior.core.fourier import lowpass, radial_index_rfft, rfft_centred
 from redprior.core.fsc import correlation
 from redprior.core.masks import spherical_mask
 from redprior.core.mrcio import write_map
-from redprior.core.structure import nyquist_sphere
+from redprior.tests.synthetic import blobs
 
 BOX, PX = 16, 3.0
-
-
-def blobs(n, seed, k=12):
-    """A smooth, asymmetric 'molecule': Gaussian blobs around the centre, band-limited."""
-    rng = np.random.default_rng(seed)
-    c = np.arange(n) - n // 2
-    z, y, x = np.meshgrid(c, c, c, indexing="ij")
-    v = np.zeros((n, n, n))
-    for _ in range(k):
-        p = rng.normal(0, n / 9, 3)
-        s = rng.uniform(0.8, 1.6)
-        v += np.exp(-((z - p[0]) ** 2 + (y - p[1]) ** 2 + (x - p[2]) ** 2) / (2 * s * s))
-    return nyquist_sphere(v).astype(np.float64)
 
 
 @pytest.fixture(scope="module")

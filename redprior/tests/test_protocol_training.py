@@ -22,7 +22,7 @@ from pyworkflow.tests import BaseTest, setupTestProject
 
 from redprior import constants as C
 from redprior.core.mrcio import read_map, write_map
-from redprior.core.structure import nyquist_sphere
+from redprior.tests.synthetic import blobs
 from redprior.protocols import (ProtRedPriorRefine, ProtRedPriorSimulate,
                                 ProtRedPriorTrainDenoiser, ProtRedPriorTrainingMaps)
 from redprior.protocols import protocol_training_maps as TM
@@ -30,19 +30,6 @@ from redprior.protocols.protocol_refine import PRIOR_CWRED_SHELL
 
 BOX, PIXEL = 32, 4.0
 HAVE_RELION = shutil.which('relion_refine') is not None
-
-
-def blobs(n, seed, k=12):
-    """A smooth, asymmetric synthetic 'molecule' of Gaussian blobs (no real structure)."""
-    rng = np.random.default_rng(seed)
-    c = np.arange(n) - n // 2
-    z, y, x = np.meshgrid(c, c, c, indexing='ij')
-    v = np.zeros((n, n, n))
-    for _ in range(k):
-        p = rng.normal(0, n / 9, 3)
-        s = rng.uniform(0.8, 1.6)
-        v += np.exp(-((z - p[0]) ** 2 + (y - p[1]) ** 2 + (x - p[2]) ** 2) / (2 * s * s))
-    return nyquist_sphere(v).astype(np.float32)
 
 
 def reservedFile(entry):
