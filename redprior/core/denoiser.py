@@ -16,7 +16,13 @@ BUILTIN_NAME = "builtin-smooth-positive"
 BUILTIN_DESCRIPTION = (
     "built-in fixed-weight Keras model (not learned): per-map standardisation, a 5^3 "
     "Gaussian convolution (sigma 1 voxel) and a ReLU, i.e. a smooth, positive density; "
-    "a placeholder until a U-Net trained by 'train denoiser' is chosen")
+    "a stand-in for unit tests of the file handling, not a prior")
+
+# The denoiser that ships with redprior: trained by scripts/train_default_denoiser.py
+# (redprior/data/denoiser/TRAINING_REPORT.md); what the refine protocol and the demo use
+# when no other model is chosen.
+DEFAULT_MODEL = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                             "data", "denoiser", "redprior_default_denoiser.keras")
 
 # The models pool by 2 per level; an input must be divisible by this.
 DEFAULT_MULTIPLE = 8
@@ -43,6 +49,16 @@ def read_metadata(model_path):
         if key not in meta:
             raise DenoiserError(f"{meta_file} lacks '{key}'.")
     return meta
+
+
+def default_model():
+    """The shipped model's path; a DenoiserError naming the fix if it is missing."""
+    if not os.path.exists(DEFAULT_MODEL) or not os.path.exists(metadata_path(DEFAULT_MODEL)):
+        raise DenoiserError(f"The default denoiser {DEFAULT_MODEL} (or its .json) is missing "
+                            "from this installation: reinstall redprior, choose a model "
+                            "trained by 'train denoiser', or rebuild it with "
+                            "scripts/train_default_denoiser.py.")
+    return DEFAULT_MODEL
 
 
 def _gaussian_kernel(sigma=1.0, size=5):

@@ -190,12 +190,32 @@ def lambda_per_shell(per_shell, resolution, box, pixel_size):
     return np.interp(f_new, freq, row, right=0.0)
 
 
+MEDIAN_RANGES = (("better than 10 A", 0.0, 10.0), ("4-8 A", 4.0, 8.0),
+                 ("10-30 A", 10.0, 30.0), ("all", 0.0, np.inf))
+
+
+def median_ratios(maps, ranges=MEDIAN_RANGES):
+    """Median L2 (and L1) ratio of the maps (evaluate()'s per-map list) in each resolution
+    range [low, high): {label: dict(maps, median_l2, median_l1)}; empty ranges are left out."""
+    res = np.array([m["resolution"] for m in maps], dtype=np.float64)
+    l2 = np.array([m["ratio_l2"] for m in maps], dtype=np.float64)
+    l1 = np.array([m["ratio_l1"] for m in maps], dtype=np.float64)
+    out = {}
+    for label, low, high in ranges:
+        sel = (res >= low) & (res < high) & np.isfinite(l2)
+        if sel.any():
+            out[label] = dict(maps=int(sel.sum()), median_l2=float(np.median(l2[sel])),
+                              median_l1=float(np.median(l1[sel])))
+    return out
+
+
 def metadata_fields(result):
     """The part of an evaluate() result stored in the denoiser's .json metadata."""
     fields = dict(
         single_pass=dict(bins=result["bins"], centres=result["centres"], count=result["count"],
                          ratio_l1=result["ratio_l1"], ratio_l2=result["ratio_l2"],
-                         target="fsc_filtered", tolerance=result["tolerance"]),
+                         target="fsc_filtered", tolerance=result["tolerance"],
+                         maps=result["maps"], medians=median_ratios(result["maps"])),
         cw_low=result["cw_low"], cw_high=result["cw_high"], threshold_rule=RULE,
         threshold_reason=result["threshold_reason"])
     if "per_shell" in result:

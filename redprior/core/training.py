@@ -80,8 +80,23 @@ def split_by_structure(store, val_fraction=0.1, seed=0):
     return np.array(train, dtype=np.int64), np.array(val, dtype=np.int64), train_s, val_s
 
 
-def batches(store, indices, batch, rng=None, augment=True, shuffle=True):
-    """Yield standardised (x, target) float32 batches (b, n, n, n, 1), one pair read at a time."""
+def random_crop(x, t, crop, rng):
+    """The same random crop^3 sub-cube of x and t (crop >= the box: unchanged)."""
+    n = x.shape[0]
+    if not crop or crop >= n:
+        return x, t
+    z, y, w = (int(v) for v in rng.integers(0, n - crop + 1, size=3))
+    sl = (slice(z, z + crop), slice(y, y + crop), slice(w, w + crop))
+    return x[sl], t[sl]
+
+
+def batches(store, indices, batch, rng=None, augment=True, shuffle=True, crop=None):
+    """Yield standardised (x, target) float32 batches (b, n, n, n, 1), one pair read at a time.
+
+    crop: train on random crop^3 sub-cubes (the U-Net is fully convolutional, so it still
+    denoises whole maps). The standardisation uses the whole map's mean and std, as at
+    inference, so a crop is scaled like the same region of a whole map.
+    """
     rng = np.random.default_rng(rng)
     idx = np.asarray(indices, dtype=np.int64)
     if shuffle:
@@ -93,6 +108,7 @@ def batches(store, indices, batch, rng=None, augment=True, shuffle=True):
         if augment:
             r = CUBE_ROTATIONS[int(rng.integers(len(CUBE_ROTATIONS)))]
             x, t = rotate(x, r), rotate(t, r)
+        x, t = random_crop(x, t, crop, rng)
         xs.append(np.ascontiguousarray(x)[..., None])
         ts.append(np.ascontiguousarray(t)[..., None])
         if len(xs) == batch:
@@ -145,7 +161,7 @@ def evaluate_loss(model, store, indices, batch=2):
 
 def train(model, store, epochs=1, batch=2, lr=1e-4, val_fraction=0.1, seed=0, callback=None,
           output=None, steps_per_epoch=None, augment=True, name="redprior-unet",
-          description="", single_pass=True):
+          description="", single_pass=True, crop=None):
     """Train `model` (a Keras model, or the path of a saved one to continue) on a PairStore.
 
     Each epoch runs `steps_per_epoch` mini-batches (default: one pass over the training
@@ -156,6 +172,8 @@ def train(model, store, epochs=1, batch=2, lr=1e-4, val_fraction=0.1, seed=0, ca
     with its metadata (see denoiser.save_model; single_pass=True adds the single-pass curve and
     suggested CW-RED thresholds on the validation pairs) and the loss history as
     <output>_history.json. Continuing from a path appends to that model's history.
+    crop: train on random crop^3 sub-cubes of the maps (a multiple of 2^levels; cheaper steps,
+    more of them); validation and the single-pass curve always use whole maps.
     Returns the history dict.
     """
     import tensorflow as tf
@@ -170,6 +188,9 @@ def train(model, store, epochs=1, batch=2, lr=1e-4, val_fraction=0.1, seed=0, ca
     if store.box % mult:
         raise ValueError(f"Maps of box {store.box} cannot pass a U-Net with {levels} levels: "
                          f"the box must be a multiple of {mult}.")
+    if crop and crop % mult:
+        raise ValueError(f"Crops of {crop} px cannot pass a U-Net with {levels} levels: the "
+                         f"crop must be a multiple of {mult}.")
     history = dict(epochs=[], structures_train=[], structures_val=[])
     if src and os.path.exists(history_path(src)):
         with open(history_path(src)) as fh:
@@ -178,7 +199,7 @@ def train(model, store, epochs=1, batch=2, lr=1e-4, val_fraction=0.1, seed=0, ca
     if len(tr) == 0:
         raise ValueError("No training pairs left after the validation split; lower "
                          "val_fraction or add structures.")
-    history.update(structures_train=tr_s, structures_val=va_s, batch=batch, lr=lr,
+    history.update(structures_train=tr_s, structures_val=va_s, batch=batch, lr=lr, crop=crop,
                    store=os.path.abspath(store.folder))
     opt = _optimizer(model, lr)
     variables = model.trainable_variables
@@ -202,7 +223,7 @@ def train(model, store, epochs=1, batch=2, lr=1e-4, val_fraction=0.1, seed=0, ca
         t0 = time.time()
         losses, done = [], 0
         while done < steps:  # as many passes over the training pairs as the steps need
-            for x, t in batches(store, tr, batch, rng, augment):
+            for x, t in batches(store, tr, batch, rng, augment, crop=crop):
                 losses.append(float(step(tf.constant(x), tf.constant(t))))
                 done += 1
                 if done >= steps:

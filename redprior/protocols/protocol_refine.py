@@ -76,9 +76,10 @@ class ProtRedPriorRefine(ProtRefine3D):
                       condition='priorMode != %d' % PRIOR_GAUSSIAN,
                       label='or denoiser file (.keras)',
                       help='A model with its .json metadata, used when no denoiser is '
-                           'selected above. Both empty: the built-in fixed-weight smoothing '
-                           'model (a placeholder, not a learned prior; not for CW-RED per '
-                           'shell).')
+                           'selected above. Both empty: the denoiser shipped with redprior '
+                           '(redprior/data/denoiser: a U-Net trained at 2 A/px by this '
+                           'plugin\'s protocols, usable from 1 to 4 A/px; see its '
+                           'TRAINING_REPORT.md).')
         form.addParam('redLambda', params.FloatParam, default=1.0,
                       condition='priorMode != %d' % PRIOR_GAUSSIAN,
                       label='Lambda (maximum)')
@@ -128,11 +129,8 @@ class ProtRedPriorRefine(ProtRefine3D):
         ref = self.referenceVolume.get()
         data, _ = read_map(ref.getFileName())
         write_map(self._getExtraPath('reference.mrc'), data, parts.getSamplingRate())
-        if self.priorMode.get() != PRIOR_GAUSSIAN and not self.getUserDenoiserPath():
-            from redprior.core.denoiser import write_builtin_model
-            write_builtin_model(self._getExtraPath('denoiser_builtin.keras'),
-                                parts.getXDim(), parts.getSamplingRate())
-            self.info('Denoiser: built-in fixed-weight smoothing model (placeholder).')
+        if self.priorMode.get() != PRIOR_GAUSSIAN:
+            self.info('Denoiser: %s' % self.getDenoiserPath())
 
     def refineStep(self, priorArgs):
         worker, socket = self._startWorker()
@@ -221,7 +219,7 @@ class ProtRedPriorRefine(ProtRefine3D):
     # ------------------------------------------------------------------ helpers
     def _priorArgs(self):
         return [PRIOR_MODES[self.priorMode.get()], self.redLambda.get(), self.cwLow.get(),
-                self.cwHigh.get(), self.getUserDenoiserPath()]
+                self.cwHigh.get(), self.getDenoiserPath()]
 
     def getUserDenoiserPath(self):
         """The denoiser chosen on the form: the DenoiserModel object first, then the file."""
@@ -233,7 +231,10 @@ class ProtRedPriorRefine(ProtRefine3D):
     def getDenoiserPath(self):
         if self.priorMode.get() == PRIOR_GAUSSIAN:
             return ''
-        return self.getUserDenoiserPath() or self._getExtraPath('denoiser_builtin.keras')
+        if self.getUserDenoiserPath():
+            return self.getUserDenoiserPath()
+        from redprior.core.denoiser import DEFAULT_MODEL
+        return DEFAULT_MODEL
 
     def getExreconLog(self):
         return self._getExtraPath(EXRECON_LOG)
@@ -355,12 +356,8 @@ class ProtRedPriorRefine(ProtRefine3D):
             read_map(ref.getFileName())
         except MapError as exc:
             errors.append('Reference volume: %s' % exc)
-        if self.priorMode.get() != PRIOR_GAUSSIAN and self.getUserDenoiserPath():
+        if self.priorMode.get() != PRIOR_GAUSSIAN:
             errors += self._validateDenoiser(ppix)
-        elif self.priorMode.get() == PRIOR_CWRED_SHELL:
-            errors.append('CW-RED per shell needs a trained denoiser with a per-shell lambda '
-                          'table ("train denoiser" with validation structures); the built-in '
-                          'placeholder has none.')
         if (self.priorMode.get() in (PRIOR_CWRED, PRIOR_CWRED_SHELL)
                 and self.cwHigh.get() >= self.cwLow.get()):
             errors.append('CW-RED: "lambda 1 below" (%g A) must be smaller than "lambda 0 '
@@ -368,16 +365,19 @@ class ProtRedPriorRefine(ProtRefine3D):
         return errors
 
     def _validateDenoiser(self, pixel):
-        from redprior.core.denoiser import DenoiserError, read_metadata
+        from redprior.core.denoiser import DenoiserError, default_model, read_metadata
         from redprior.core.red import has_shell_table
         try:
-            meta = read_metadata(self.getUserDenoiserPath())
+            if self.getUserDenoiserPath():
+                meta = read_metadata(self.getUserDenoiserPath())
+            else:
+                meta = read_metadata(default_model())
         except DenoiserError as exc:
             return [str(exc)]
         if self.priorMode.get() == PRIOR_CWRED_SHELL and not has_shell_table(meta):
             return ['CW-RED per shell: the denoiser %s has no per-shell lambda table in its '
                     'metadata (train it with validation structures), or choose CW-RED.'
-                    % self.getUserDenoiserPath()]
+                    % self.getDenoiserPath()]
         ratio = pixel / float(meta['pixel_size'])
         if ratio > 2 or ratio < 0.5:
             return ['The denoiser was trained at %g A/px and the particles are at %g A/px '

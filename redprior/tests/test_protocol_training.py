@@ -163,10 +163,15 @@ class TestRedPriorTraining(BaseTest):
         self.assertIn('--mode cwred-shell', cmd)
         self.assertIn(os.path.abspath(model.getFileName()), cmd)
         self.assertIn('--cw-low', cmd)
-        builtin = self.newProtocol(ProtRedPriorRefine, inputParticles=self.sim.outputParticles,
+        # no model chosen: the shipped default, which has a per-shell table (4 A/px particles
+        # are within its factor-2 resampling range)
+        from redprior.core.denoiser import DEFAULT_MODEL
+        default = self.newProtocol(ProtRedPriorRefine, inputParticles=self.sim.outputParticles,
                                    referenceVolume=self.sim.outputInitialModel,
                                    priorMode=PRIOR_CWRED_SHELL)
-        self.assertIn('per-shell', '\n'.join(builtin.validate()))
+        self.assertEqual(default.validate(), [])
+        self.assertEqual(default.getDenoiserPath(), DEFAULT_MODEL)
+        self.assertIn('--model %s' % DEFAULT_MODEL, default._exreconCommand())
 
         # viewers: PNGs headless
         from redprior.viewers.viewer_training import (RedPriorTrainDenoiserViewer,

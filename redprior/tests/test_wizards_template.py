@@ -110,10 +110,19 @@ class TestRefineWizards(BaseTest):
         # 3.5 A is finer than Nyquist of the 2 A/px reference (4 A): lambda never reaches 1
         self.assertIn('Nyquist (4.00 A)', form.infos[0])
 
+    def test_thresholds_of_the_shipped_denoiser(self):
+        # no model chosen: the refinement will use the shipped one, so the wizard reads its curve
+        from redprior.core.denoiser import DEFAULT_MODEL, read_metadata
+        meta = read_metadata(DEFAULT_MODEL)
+        form = self._show(RedPriorCwThresholdsWizard, self._refine(), 'cwLow')
+        self.assertEqual(form.errors, [])
+        self.assertEqual(form.vars, {'cwLow': round(meta['cw_low'], 2),
+                                     'cwHigh': round(meta['cw_high'], 2)})
+        self.assertIn('redprior_default_denoiser.keras', form.infos[0])
+
     def test_thresholds_fall_back_to_the_paper(self):
         paper = {'cwLow': 10.0, 'cwHigh': 4.5}
         cases = [
-            ('', ['No denoiser model is chosen', 'built-in placeholder', '10 A', '4.5 A']),
             (_fakeDenoiser(self.data, 'nocurve'), ['no single-pass curve', 'nocurve.json']),
             (_fakeDenoiser(self.data, 'nogain', cw_low=None, cw_high=None,
                            threshold_reason='no gain at the finest resolution measured'),

@@ -140,15 +140,10 @@ class RedPriorCwThresholdsWizard(EmWizard):
 
     def show(self, form, *params):
         prot = form.protocol
-        path = prot.getUserDenoiserPath().strip()
+        # no model chosen: the refinement uses the shipped default, so its curve applies
+        path = prot.getDenoiserPath().strip()
         paper = ("The paper's thresholds were put in the form instead: lambda 0 above %g A, "
                  "1 below %g A (Kimanius et al. 2021)." % (PAPER_CW_LOW, PAPER_CW_HIGH))
-        if not path:
-            self._setThresholds(form, PAPER_CW_LOW, PAPER_CW_HIGH)
-            form.showError('No denoiser model is chosen: the built-in placeholder (fixed-weight '
-                           'smoothing, not learned) has no single-pass curve to derive '
-                           'thresholds from.\n' + paper)
-            return
         try:
             low, high, note = denoiserThresholds(path)
         except WizardError as exc:

@@ -1,0 +1,270 @@
+"""Train the denoiser that ships with redprior (redprior/data/denoiser/), with the plugin's
+own protocols in a real Scipion project, on this machine's CPU:
+
+    venv/bin/python scripts/train_default_denoiser.py
+
+1. 'training maps': Gaussian-noise pairs (the paper's second training set) of the shipped
+   training set (redprior/data/training_manifest.json; the reserved evaluation structures,
+   their look-alikes and the demo model are refused), box 64 at 2 A/px;
+2. 'train denoiser': 3D U-Net with residual learning on random 32^3 crops (a CPU sees 8x more
+   examples per hour than on whole maps), validation on held-out structures, the single-pass
+   curve and the suggested CW-RED thresholds;
+3. copies the model (without its optimiser state, to stay small), its metadata and loss
+   history to --out, saves the viewer's figures there and writes TRAINING_REPORT.md (data,
+   time, curves and the held-out single-pass figures).
+
+The Scipion project (redprior_default_denoiser under $REDPRIOR_SCIPION_ROOT or
+./.redprior_scipion) is kept: run the command again and finished protocols with the same
+settings are reused, an interrupted one continues. --fresh starts over.
+"""
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+sys.path.insert(0, REPO)
+
+import redprior_env  # noqa: E402  (sets Scipion's environment before pyworkflow is imported)
+
+DEFAULT_OUT = os.path.join(REPO, "redprior", "data", "denoiser")
+
+
+def log(msg):
+    print(f"[train default denoiser {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def build_parser():
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default=DEFAULT_OUT, help="where the shipped model goes")
+    p.add_argument("--project", default="redprior_default_denoiser")
+    p.add_argument("--fresh", action="store_true", help="delete the project and start over")
+    p.add_argument("--max-structures", type=int, default=0, help="0: the whole training set")
+    p.add_argument("--pairs-per-structure", type=int, default=8)
+    p.add_argument("--resolution-best", type=float, default=3.0)
+    p.add_argument("--resolution-worst", type=float, default=25.0)
+    p.add_argument("--box", type=int, default=64)
+    p.add_argument("--pixel", type=float, default=2.0)
+    p.add_argument("--levels", type=int, default=4)
+    p.add_argument("--base-filters", type=int, default=8)
+    p.add_argument("--crop", type=int, default=32)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--epochs", type=int, default=6)
+    p.add_argument("--steps-per-epoch", type=int, default=240)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--val-fraction", type=float, default=0.1)
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--allow-missing", action="store_true",
+                   help="train on the installed part of the training set (default: stop and "
+                        "name what to install; --max-structures also allows it)")
+    return p
+
+
+def check_training_set(args):
+    """The shipped model is reproducible only on the whole training set: name what is missing
+    (redprior/data/TRAINING_SET.md) unless a partial set was asked for."""
+    import logging
+
+    from redprior.core import training_set
+
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    with open(training_set.MANIFEST) as fh:
+        total = len(json.load(fh)["chains"])
+    have = len(training_set.load_training_chains())
+    log(f"training set: {have} of {total} chains installed")
+    if have < total and not (args.allow_missing or args.max_structures):
+        log("stopping: the default model is trained on all of them. Install the missing "
+            "sources (see the warning above and redprior/data/TRAINING_SET.md: "
+            "pip install '.[training]'; apt-get install theseus-examples python-biopython-doc "
+            "pymol-data) or pass --allow-missing.")
+        sys.exit(2)
+
+
+def _finished(project, cls, label, settings):
+    """The newest finished protocol of this class and label whose settings match, or None."""
+    for prot in reversed(list(project.getRuns())):
+        if type(prot) is cls and prot.getObjLabel() == label and prot.isFinished():
+            if all(getattr(prot, k).get() == v for k, v in settings.items()):
+                return prot
+    return None
+
+
+def _run(project, prot):
+    t0 = time.time()
+    project.launchProtocol(prot, wait=True)
+    project._updateProtocol(prot)
+    if not prot.isFinished():
+        log(f"{prot.getObjLabel()} FAILED: {prot.getErrorMessage()}")
+        for line in prot.getLogsLastLines(30):
+            print("   ", line)
+        sys.exit(1)
+    return time.time() - t0
+
+
+def _strip_optimizer(src, dst):
+    """Save the weights-only model: Adam's moments would triple the file (continuation of
+    training re-creates the optimiser)."""
+    import keras
+
+    model = keras.saving.load_model(src, compile=False)
+    model.save(dst)
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    out = os.path.abspath(args.out)
+    redprior_env.setup_environment(os.environ.get("REDPRIOR_SCIPION_ROOT")
+                                   or os.path.join(os.getcwd(), ".redprior_scipion"))
+    from pyworkflow.project import Manager
+
+    from redprior.core.denoiser import metadata_path
+    from redprior.protocols import ProtRedPriorTrainDenoiser, ProtRedPriorTrainingMaps
+    from redprior.protocols.protocol_training_maps import MODE_GAUSSIAN, SRC_SHIPPED
+    from redprior.viewers.viewer_training import (RedPriorTrainDenoiserViewer,
+                                                  RedPriorTrainingMapsViewer)
+
+    check_training_set(args)
+    manager = Manager()
+    if args.fresh and manager.hasProject(args.project):
+        manager.deleteProject(args.project)
+    project = (manager.loadProject(args.project) if manager.hasProject(args.project)
+               else manager.createProject(args.project))
+    os.chdir(project.path)
+    log(f"Scipion project {project.path}")
+
+    pairSettings = dict(trainingMode=MODE_GAUSSIAN, inputSource=SRC_SHIPPED,
+                        maxStructures=args.max_structures, boxSize=args.box,
+                        pixelSize=args.pixel, pairsPerStructure=args.pairs_per_structure,
+                        resolutionBest=args.resolution_best,
+                        resolutionWorst=args.resolution_worst, seed=args.seed)
+    maps = _finished(project, ProtRedPriorTrainingMaps, "training maps", pairSettings)
+    pairSeconds = None
+    if maps is None:
+        maps = project.newProtocol(ProtRedPriorTrainingMaps, objLabel="training maps",
+                                   **pairSettings)
+        log("training maps: Gaussian-noise pairs of the shipped training set...")
+        pairSeconds = _run(project, maps)
+    else:
+        log(f"reusing finished 'training maps' run {maps.getObjId()}")
+    pairs = maps.outputPairs
+    log(f"{pairs.getSize()} pairs of {pairs.getNumberOfStructures()} structures")
+
+    trainSettings = dict(levels=args.levels, baseFilters=args.base_filters,
+                         cropSize=args.crop, batchSize=args.batch, epochs=args.epochs,
+                         stepsPerEpoch=args.steps_per_epoch, learningRate=args.lr,
+                         valFraction=args.val_fraction, seed=args.seed)
+    train = _finished(project, ProtRedPriorTrainDenoiser, "train denoiser", trainSettings)
+    trainSeconds = None
+    if train is None:
+        train = project.newProtocol(ProtRedPriorTrainDenoiser, objLabel="train denoiser",
+                                    inputPairs=pairs, numberOfThreads=args.threads,
+                                    **trainSettings)
+        log(f"train denoiser: {args.epochs} epochs x {args.steps_per_epoch} steps of "
+            f"{args.batch} crops of {args.crop}^3 (progress: {train.getLogPaths()[0]})")
+        trainSeconds = _run(project, train)
+    else:
+        log(f"reusing finished 'train denoiser' run {train.getObjId()}")
+
+    os.makedirs(out, exist_ok=True)
+    model = os.path.join(out, "redprior_default_denoiser.keras")
+    _strip_optimizer(train.getModelPath(), model)
+    with open(metadata_path(train.getModelPath())) as fh:
+        meta = json.load(fh)
+    meta.update(name="redprior-default",
+                description=(f"redprior's default denoiser: 3D U-Net ({meta['levels']} levels, "
+                             f"{meta['parameters']} parameters) trained by "
+                             f"scripts/train_default_denoiser.py on Gaussian-noise pairs of "
+                             f"{len(train.getHistory().get('structures_train', []))} "
+                             f"structures of the shipped training set"))
+    with open(metadata_path(model), "w") as fh:
+        json.dump(meta, fh, indent=1)
+    hist = train.getHistory()
+    with open(os.path.join(out, "training_history.json"), "w") as fh:
+        json.dump(hist, fh, indent=1)
+    figs = RedPriorTrainDenoiserViewer(project=project, protocol=train).saveFigures(out)
+    figs += RedPriorTrainingMapsViewer(project=project, protocol=maps).saveFigures(out)
+    report = write_report(out, args, maps, train, meta, hist, pairSeconds, trainSeconds, figs)
+    log(f"model {model} ({os.path.getsize(model) / 1e6:.1f} MB), report {report}")
+    return 0
+
+
+def _seconds(history):
+    return sum(e.get("seconds", 0) for e in history.get("epochs", []))
+
+
+def write_report(out, args, maps, train, meta, hist, pairSeconds, trainSeconds, figs):
+    from redprior.core.single_pass import median_ratios
+
+    figures = median_ratios(meta.get("single_pass", {}).get("maps", []))
+    costPath = maps._getExtraPath("training_maps.json")
+    cost = {}
+    if os.path.exists(costPath):
+        with open(costPath) as fh:
+            cost = json.load(fh)
+    with open(os.path.join(out, "held_out_figures.json"), "w") as fh:
+        json.dump(figures, fh, indent=1)
+    ep = hist.get("epochs", [])
+    lines = [
+        "# Training report: redprior's default denoiser",
+        "",
+        "Made by one command (see `scripts/train_default_denoiser.py --help`):",
+        "",
+        "    venv/bin/python scripts/train_default_denoiser.py " + " ".join(
+            a for a in sys.argv[1:] if a != "--fresh"),
+        "",
+        "## Data",
+        f"- Gaussian-noise pairs ('training maps', the paper's second training set) of the "
+        f"shipped training set (`redprior/data/training_manifest.json`, see TRAINING_SET.md): "
+        f"{maps.outputPairs.getSize()} pairs of {maps.outputPairs.getNumberOfStructures()} "
+        f"structures, box {args.box} at {args.pixel:g} A/px, nominal resolutions drawn "
+        f"log-uniformly in {args.resolution_best:g}-{args.resolution_worst:g} A (clamped to "
+        f"what the box shows), solvent noise damped to 0.3, shells limited like RELION's "
+        f"current image size.",
+        f"- Cost: {json.dumps(cost.get('modes', {}))}",
+        f"- Held out for validation (whole structures): "
+        f"{', '.join(hist.get('structures_val', []))}",
+        "",
+        "## Network and training",
+        f"- {meta.get('description')}",
+        f"- {len(ep)} epochs x {args.steps_per_epoch} steps, mini-batch {args.batch} random "
+        f"{args.crop}^3 crops with the 24 cube rotations, Adam lr {args.lr:g}, L2 loss + weight "
+        f"decay, {args.threads} CPU threads.",
+        f"- Training time: {_seconds(hist):.0f} s in epochs"
+        + (f", {trainSeconds:.0f} s for the protocol" if trainSeconds else "")
+        + (f"; pairs: {pairSeconds:.0f} s" if pairSeconds else "") + ".",
+        "",
+        "| epoch | train loss | val loss | seconds |",
+        "|---|---|---|---|",
+    ]
+    for e in ep:
+        val = "%.4f" % e["val_loss"] if e.get("val_loss") is not None else "-"
+        lines.append(f"| {e['epoch']} | {e['train_loss']:.4f} | {val} | {e['seconds']:.0f} |")
+    lines += [
+        "",
+        "## Single pass on the held-out structures",
+        "L2 ratio ||f(x~) - gt|| / ||x~ - gt|| (gt: the FSC-filtered target); < 1: the "
+        "denoiser brings the map closer to the truth.",
+        "",
+        "| maps | count | median L2 ratio |",
+        "|---|---|---|",
+    ]
+    for key, f in figures.items():
+        lines.append(f"| {key} | {f['maps']} | {f['median_l2']:.3f} |")
+    lines += ["",
+              f"Suggested CW-RED thresholds: lambda 0 worse than {meta.get('cw_low')} A, 1 "
+              f"better than {meta.get('cw_high')} A ({meta.get('threshold_reason', '')}).",
+              "", "## Figures", ""]
+    lines += [f"![{os.path.basename(f)}]({os.path.basename(f)})" for f in figs]
+    path = os.path.join(out, "TRAINING_REPORT.md")
+    with open(path, "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+    return path
+
+
+if __name__ == "__main__":
+    sys.exit(main())
