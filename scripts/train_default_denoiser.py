@@ -123,6 +123,7 @@ def main(argv=None):
     from pyworkflow.project import Manager
 
     from redprior.core.denoiser import metadata_path
+    from redprior.core.single_pass import TOLERANCE, suggest_thresholds
     from redprior.protocols import ProtRedPriorTrainDenoiser, ProtRedPriorTrainingMaps
     from redprior.protocols.protocol_training_maps import MODE_GAUSSIAN, SRC_SHIPPED
     from redprior.viewers.viewer_training import (RedPriorTrainDenoiserViewer,
@@ -175,6 +176,12 @@ def main(argv=None):
     _strip_optimizer(train.getModelPath(), model)
     with open(metadata_path(train.getModelPath())) as fh:
         meta = json.load(fh)
+    # thresholds by the current rule from the stored curve (the run may predate a change)
+    curve = meta.get("single_pass") or {}
+    if curve:
+        low, high, reason = suggest_thresholds(curve["centres"], curve["ratio_l2"],
+                                               curve.get("tolerance", TOLERANCE))
+        meta.update(cw_low=low, cw_high=high, threshold_reason=reason)
     meta.update(name="redprior-default",
                 description=(f"redprior's default denoiser: 3D U-Net ({meta['levels']} levels, "
                              f"{meta['parameters']} parameters) trained by "

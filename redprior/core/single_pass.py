@@ -16,7 +16,9 @@ Suggested CW-RED thresholds (suggest_thresholds), on the binned L2 ratio with to
     (linear interpolation in 1/d between bin centres); lambda 0 for maps worse than it;
   * cw_high = the coarsest resolution at which the ratio is within tol of its minimum over
     the run (the start of the plateau); lambda 1 for maps better than it.
-  If the finest bin has no gain, no thresholds are suggested (None, with the reason).
+  If the finest bin has no gain, or the ratio is within tol of its minimum at the coarsest
+  bin of the run (no rise towards low resolution: nothing to place a ramp on), no thresholds
+  are suggested (None, with the reason).
 Per-shell lambda (for a per-shell CW-RED mode; core.relion.red_update takes an array indexed
 by shell): lambda_s = clip((FSC_f - FSC_x) / (1 - FSC_x), 0, 1), the fraction of the missing
 correlation of x~ in shell s that one pass of the denoiser recovers (0: no gain or a loss).
@@ -166,7 +168,13 @@ def suggest_thresholds(resolution, ratio_l2, tol=TOLERANCE):
     high = float(d[i])
     if i + 1 <= j:
         high = _crossing(d[i], r[i], d[i + 1], r[i + 1], level)
-    return float(low), float(min(high, low)), reason
+    if high >= low:
+        # the gain is as large at the coarsest resolution measured as anywhere: the curve
+        # has no rise towards low resolution, so it cannot place a ramp
+        return None, None, (f"the L2 ratio does not rise towards low resolution ({r[0]:.3f} at "
+                            f"{d[0]:.1f} A, {r[j]:.3f} at {d[j]:.1f} A): no ramp can be read "
+                            f"from this curve; use the paper's 10 / 4.5 A")
+    return float(low), float(high), reason
 
 
 def lambda_per_shell(per_shell, resolution, box, pixel_size):

@@ -218,3 +218,8 @@ def test_threshold_suggestion_on_constructed_curve():
     assert reason == "measured"
     assert low == pytest.approx(10.0, abs=0.5) and high == pytest.approx(4.5, abs=0.5)
     assert SP.suggest_thresholds(d, np.ones_like(d))[:2] == (None, None)
+    # gain everywhere, largest at low resolution (a denoiser trained on Gaussian noise): no
+    # ramp, and never cw_high >= cw_low (which a refinement would refuse)
+    flat = np.linspace(0.3, 0.15, len(d))
+    low, high, reason = SP.suggest_thresholds(d, flat)
+    assert (low, high) == (None, None) and "does not rise" in reason
