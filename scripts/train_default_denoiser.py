@@ -85,12 +85,16 @@ def check_training_set(args):
         sys.exit(2)
 
 
-def _finished(project, cls, label, settings):
-    """The newest finished protocol of this class and label whose settings match, or None."""
+def _finished(project, cls, settings, pairs=None):
+    """The newest finished protocol of this class whose settings match (and whose input is
+    the `pairs` object, if given), or None."""
     for prot in reversed(list(project.getRuns())):
-        if type(prot) is cls and prot.getObjLabel() == label and prot.isFinished():
-            if all(getattr(prot, k).get() == v for k, v in settings.items()):
-                return prot
+        if type(prot) is not cls or not prot.isFinished():
+            continue
+        if pairs is not None and prot.inputPairs.get().getObjId() != pairs.getObjId():
+            continue
+        if all(getattr(prot, k).get() == v for k, v in settings.items()):
+            return prot
     return None
 
 
@@ -143,13 +147,12 @@ def main(argv=None):
                         pixelSize=args.pixel, pairsPerStructure=args.pairs_per_structure,
                         resolutionBest=args.resolution_best,
                         resolutionWorst=args.resolution_worst, seed=args.seed)
-    maps = _finished(project, ProtRedPriorTrainingMaps, "training maps", pairSettings)
-    pairSeconds = None
+    maps = _finished(project, ProtRedPriorTrainingMaps, pairSettings)
     if maps is None:
         maps = project.newProtocol(ProtRedPriorTrainingMaps, objLabel="training maps",
                                    **pairSettings)
         log("training maps: Gaussian-noise pairs of the shipped training set...")
-        pairSeconds = _run(project, maps)
+        _run(project, maps)
     else:
         log(f"reusing finished 'training maps' run {maps.getObjId()}")
     pairs = maps.outputPairs
@@ -159,15 +162,14 @@ def main(argv=None):
                          cropSize=args.crop, batchSize=args.batch, epochs=args.epochs,
                          stepsPerEpoch=args.steps_per_epoch, learningRate=args.lr,
                          valFraction=args.val_fraction, seed=args.seed)
-    train = _finished(project, ProtRedPriorTrainDenoiser, "train denoiser", trainSettings)
-    trainSeconds = None
+    train = _finished(project, ProtRedPriorTrainDenoiser, trainSettings, pairs)
     if train is None:
         train = project.newProtocol(ProtRedPriorTrainDenoiser, objLabel="train denoiser",
                                     inputPairs=pairs, numberOfThreads=args.threads,
                                     **trainSettings)
         log(f"train denoiser: {args.epochs} epochs x {args.steps_per_epoch} steps of "
             f"{args.batch} crops of {args.crop}^3 (progress: {train.getLogPaths()[0]})")
-        trainSeconds = _run(project, train)
+        _run(project, train)
     else:
         log(f"reusing finished 'train denoiser' run {train.getObjId()}")
 
@@ -195,7 +197,7 @@ def main(argv=None):
         json.dump(hist, fh, indent=1)
     figs = RedPriorTrainDenoiserViewer(project=project, protocol=train).saveFigures(out)
     figs += RedPriorTrainingMapsViewer(project=project, protocol=maps).saveFigures(out)
-    report = write_report(out, args, maps, train, meta, hist, pairSeconds, trainSeconds, figs)
+    report = write_report(out, args, maps, train, meta, hist, figs)
     log(f"model {model} ({os.path.getsize(model) / 1e6:.1f} MB), report {report}")
     return 0
 
@@ -204,7 +206,7 @@ def _seconds(history):
     return sum(e.get("seconds", 0) for e in history.get("epochs", []))
 
 
-def write_report(out, args, maps, train, meta, hist, pairSeconds, trainSeconds, figs):
+def write_report(out, args, maps, train, meta, hist, figs):
     from redprior.core.single_pass import median_ratios
 
     figures = median_ratios(meta.get("single_pass", {}).get("maps", []))
@@ -241,9 +243,10 @@ def write_report(out, args, maps, train, meta, hist, pairSeconds, trainSeconds, 
         f"- {len(ep)} epochs x {args.steps_per_epoch} steps, mini-batch {args.batch} random "
         f"{args.crop}^3 crops with the 24 cube rotations, Adam lr {args.lr:g}, L2 loss + weight "
         f"decay, {args.threads} CPU threads.",
-        f"- Training time: {_seconds(hist):.0f} s in epochs"
-        + (f", {trainSeconds:.0f} s for the protocol" if trainSeconds else "")
-        + (f"; pairs: {pairSeconds:.0f} s" if pairSeconds else "") + ".",
+        f"- Time: {_seconds(hist):.0f} s in the training epochs, "
+        f"{train.getElapsedTime().total_seconds():.0f} s for 'train denoiser' (with the "
+        f"single-pass evaluation), {maps.getElapsedTime().total_seconds():.0f} s for "
+        f"'training maps'.",
         "",
         "| epoch | train loss | val loss | seconds |",
         "|---|---|---|---|",
@@ -262,9 +265,12 @@ def write_report(out, args, maps, train, meta, hist, pairSeconds, trainSeconds, 
     ]
     for key, f in figures.items():
         lines.append(f"| {key} | {f['maps']} | {f['median_l2']:.3f} |")
-    lines += ["",
-              f"Suggested CW-RED thresholds: lambda 0 worse than {meta.get('cw_low')} A, 1 "
-              f"better than {meta.get('cw_high')} A ({meta.get('threshold_reason', '')}).",
+    if meta.get("cw_low") is not None:
+        thresholds = (f"lambda 0 worse than {meta['cw_low']:.2f} A, 1 better than "
+                      f"{meta['cw_high']:.2f} A ({meta.get('threshold_reason', '')})")
+    else:
+        thresholds = f"none: {meta.get('threshold_reason', '')}"
+    lines += ["", f"Suggested CW-RED thresholds: {thresholds}.",
               "", "## Figures", ""]
     lines += [f"![{os.path.basename(f)}]({os.path.basename(f)})" for f in figs]
     path = os.path.join(out, "TRAINING_REPORT.md")
