@@ -35,6 +35,13 @@ def build_parser():
     return p
 
 
+def _new(project, cls, label, **kwargs):
+    # pyworkflow 3.11's Step.__init__ drops the objLabel keyword: set the label afterwards
+    prot = project.newProtocol(cls, **kwargs)
+    prot.setObjLabel(label)
+    return prot
+
+
 def _wait(project, prot):
     project.launchProtocol(prot, wait=True)
     project._updateProtocol(prot)
@@ -66,17 +73,17 @@ def main(argv=None):
     os.chdir(project.path)  # project paths are relative to the cwd
     log(f"Scipion project {project.path}")
 
-    imp = project.newProtocol(ProtImportPdb, objLabel="import model",
-                              inputPdbData=ProtImportPdb.IMPORT_FROM_FILES,
-                              pdbFile=structure.DEMO_MODEL, skipChimera=True)
+    imp = _new(project, ProtImportPdb, "import model",
+               inputPdbData=ProtImportPdb.IMPORT_FROM_FILES,
+               pdbFile=structure.DEMO_MODEL, skipChimera=True)
     _wait(project, imp)
     log(f"imported {os.path.basename(structure.DEMO_MODEL)}")
 
-    sim = project.newProtocol(ProtRedPriorSimulate, objLabel="simulate particles",
-                              inputAtomStruct=imp.outputPdb, boxSize=args.box,
-                              pixelSize=args.pixel, numberOfParticles=args.particles,
-                              noiseMode=C.NOISE_BY_SNR, snr=args.snr, doCtf=args.ctf,
-                              defocusMin=5000.0, defocusMax=20000.0, seed=args.seed)
+    sim = _new(project, ProtRedPriorSimulate, "simulate particles",
+               inputAtomStruct=imp.outputPdb, boxSize=args.box,
+               pixelSize=args.pixel, numberOfParticles=args.particles,
+               noiseMode=C.NOISE_BY_SNR, snr=args.snr, doCtf=args.ctf,
+               defocusMin=5000.0, defocusMax=20000.0, seed=args.seed)
     _wait(project, sim)
     info = sim.getSimulationInfo()
     log(f"simulated {args.particles} particles, box {args.box}, {args.pixel} A/px, "
@@ -85,11 +92,11 @@ def main(argv=None):
     results = []
     for label, mode in (("RELION Gaussian prior", PRIOR_GAUSSIAN), ("CW-RED", PRIOR_CWRED)):
         log(f"refining with the {label} (relion_refine_mpi, {args.mpi} MPI ranks)...")
-        prot = project.newProtocol(ProtRedPriorRefine, objLabel=label,
-                                   inputParticles=sim.outputParticles,
-                                   referenceVolume=sim.outputInitialModel,
-                                   priorMode=mode, numberOfMpi=args.mpi,
-                                   denoiserFile=args.denoiser)
+        prot = _new(project, ProtRedPriorRefine, label,
+                    inputParticles=sim.outputParticles,
+                    referenceVolume=sim.outputInitialModel,
+                    priorMode=mode, numberOfMpi=args.mpi,
+                    denoiserFile=args.denoiser)
         t0 = time.time()
         _wait(project, prot)
         s = prot.getSummaryDict()
@@ -101,14 +108,14 @@ def main(argv=None):
     from redprior.protocols import ProtRedPriorConsensus, ProtRedPriorValidate
     validations = []
     for label, prot in results:
-        val = project.newProtocol(ProtRedPriorValidate, objLabel=f"validate {label}",
-                                  inputVolume=prot.outputVolume, groundTruth=sim.outputVolume,
-                                  trueParticles=sim.outputParticles,
-                                  refinedParticles=prot.outputParticles)
+        val = _new(project, ProtRedPriorValidate, f"validate {label}",
+                   inputVolume=prot.outputVolume, groundTruth=sim.outputVolume,
+                   trueParticles=sim.outputParticles,
+                   refinedParticles=prot.outputParticles)
         _wait(project, val)
         validations.append(val)
         log(f"validated {label}: report {val.getReportPath()}")
-    cons = project.newProtocol(ProtRedPriorConsensus, objLabel="compare engines")
+    cons = _new(project, ProtRedPriorConsensus, "compare engines")
     for _, prot in results:
         cons.inputVolumes.append(prot.outputVolume)
         cons.inputParticles.append(prot.outputParticles)

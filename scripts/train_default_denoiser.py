@@ -20,7 +20,6 @@ settings are reused, an interrupted one continues. --fresh starts over.
 import argparse
 import json
 import os
-import shutil
 import sys
 import time
 
@@ -149,8 +148,7 @@ def main(argv=None):
                         resolutionWorst=args.resolution_worst, seed=args.seed)
     maps = _finished(project, ProtRedPriorTrainingMaps, pairSettings)
     if maps is None:
-        maps = project.newProtocol(ProtRedPriorTrainingMaps, objLabel="training maps",
-                                   **pairSettings)
+        maps = project.newProtocol(ProtRedPriorTrainingMaps, **pairSettings)
         log("training maps: Gaussian-noise pairs of the shipped training set...")
         _run(project, maps)
     else:
@@ -164,8 +162,7 @@ def main(argv=None):
                          valFraction=args.val_fraction, seed=args.seed)
     train = _finished(project, ProtRedPriorTrainDenoiser, trainSettings, pairs)
     if train is None:
-        train = project.newProtocol(ProtRedPriorTrainDenoiser, objLabel="train denoiser",
-                                    inputPairs=pairs, numberOfThreads=args.threads,
+        train = project.newProtocol(ProtRedPriorTrainDenoiser, inputPairs=pairs, numberOfThreads=args.threads,
                                     **trainSettings)
         log(f"train denoiser: {args.epochs} epochs x {args.steps_per_epoch} steps of "
             f"{args.batch} crops of {args.crop}^3 (progress: {train.getLogPaths()[0]})")
