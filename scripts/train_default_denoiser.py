@@ -111,10 +111,17 @@ def _run(project, prot):
 
 def _strip_optimizer(src, dst):
     """Save the weights-only model: Adam's moments would triple the file (continuation of
-    training re-creates the optimiser)."""
+    training re-creates the optimiser). An existing dst with the same weights is kept, so
+    that re-running the command does not rewrite a committed binary."""
     import keras
+    import numpy as np
 
     model = keras.saving.load_model(src, compile=False)
+    if os.path.exists(dst):
+        old = keras.saving.load_model(dst, compile=False).get_weights()
+        new = model.get_weights()
+        if len(old) == len(new) and all(np.array_equal(a, b) for a, b in zip(old, new)):
+            return
     model.save(dst)
 
 
@@ -231,9 +238,16 @@ def write_report(out, args, maps, train, meta, hist, figs):
         f"log-uniformly in {args.resolution_best:g}-{args.resolution_worst:g} A (clamped to "
         f"what the box shows), solvent noise damped to 0.3, shells limited like RELION's "
         f"current image size.",
-        f"- Cost: {json.dumps(cost.get('modes', {}))}",
-        f"- Held out for validation (whole structures): "
-        f"{', '.join(hist.get('structures_val', []))}",
+        f"- Skipped: {len(cost.get('skipped', []))} chains that do not fit the "
+        f"{args.box * args.pixel:g} A box (elongated chains; their reasons are in "
+        f"'training maps' extra/training_maps.json).",
+        "- Cost: " + "; ".join(
+            f"{m}: {c['pairs']} pairs in {c['seconds']:.0f} s ({c['seconds_per_pair']:.2f} s "
+            f"per pair)" for m, c in cost.get("modes", {}).items()),
+        f"- Held out for validation (whole chains; the training set is de-duplicated by "
+        f"sequence, so homologous folds such as the trypsins can sit on both sides; the test "
+        f"maps of 3HSY in `redprior/tests/test_default_denoiser.py` are of a structure kept "
+        f"out with its look-alikes): {', '.join(hist.get('structures_val', []))}",
         "",
         "## Network and training",
         f"- {meta.get('description')}",
