@@ -132,7 +132,7 @@ def main(argv=None):
                                    or os.path.join(os.getcwd(), ".redprior_scipion"))
     from pyworkflow.project import Manager
 
-    from redprior.core.denoiser import metadata_path
+    from redprior.core.denoiser import metadata_path, update_metadata
     from redprior.core.single_pass import TOLERANCE, suggest_thresholds
     from redprior.protocols import ProtRedPriorTrainDenoiser, ProtRedPriorTrainingMaps
     from redprior.protocols.protocol_training_maps import MODE_GAUSSIAN, SRC_SHIPPED
@@ -188,6 +188,9 @@ def main(argv=None):
         low, high, reason = suggest_thresholds(curve["centres"], curve["ratio_l2"],
                                                curve.get("tolerance", TOLERANCE))
         meta.update(cw_low=low, cw_high=high, threshold_reason=reason)
+        # the project's model too, so that its viewer (and the figures below) agree
+        update_metadata(train.getModelPath(), cw_low=low, cw_high=high,
+                        threshold_reason=reason)
     meta.update(name="redprior-default",
                 description=(f"redprior's default denoiser: 3D U-Net ({meta['levels']} levels, "
                              f"{meta['parameters']} parameters) trained by "
