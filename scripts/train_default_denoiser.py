@@ -42,6 +42,8 @@ def build_parser():
     p.add_argument("--out", default=DEFAULT_OUT, help="where the shipped model goes")
     p.add_argument("--project", default="redprior_default_denoiser")
     p.add_argument("--fresh", action="store_true", help="delete the project and start over")
+    p.add_argument("--manifest", default="",
+                   help="training-set manifest (default: redprior/data/training_manifest.json)")
     p.add_argument("--max-structures", type=int, default=0, help="0: the whole training set")
     p.add_argument("--pairs-per-structure", type=int, default=8)
     p.add_argument("--resolution-best", type=float, default=3.0)
@@ -72,11 +74,12 @@ def check_training_set(args):
     from redprior.core import training_set
 
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    with open(training_set.MANIFEST) as fh:
+    manifest = args.manifest or training_set.MANIFEST
+    with open(manifest) as fh:
         total = len(json.load(fh)["chains"])
-    have = len(training_set.load_training_chains())
+    have = len(training_set.load_training_chains(manifest))
     log(f"training set: {have} of {total} chains installed")
-    if have < total and not (args.allow_missing or args.max_structures):
+    if have < total and not (args.allow_missing or args.max_structures or args.manifest):
         log("stopping: the default model is trained on all of them. Install the missing "
             "sources (see the warning above and redprior/data/TRAINING_SET.md: "
             "pip install '.[training]'; apt-get install theseus-examples python-biopython-doc "
@@ -149,6 +152,7 @@ def main(argv=None):
     log(f"Scipion project {project.path}")
 
     pairSettings = dict(trainingMode=MODE_GAUSSIAN, inputSource=SRC_SHIPPED,
+                        manifest=os.path.abspath(args.manifest) if args.manifest else "",
                         maxStructures=args.max_structures, boxSize=args.box,
                         pixelSize=args.pixel, pairsPerStructure=args.pairs_per_structure,
                         resolutionBest=args.resolution_best,

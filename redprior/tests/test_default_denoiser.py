@@ -87,10 +87,21 @@ def test_held_out_structure_at_demo_pixel_size(model):
 def test_training_command_small(tmp_path):
     """The documented command, on 4 structures for a few steps: a model that loads and
     denoises, its report and the held-out figures."""
+    from redprior.core import training_set
+
+    # four chains of 2GTL that fit the 128 A box and ship with tmtools (always installed), so
+    # that the test does not depend on the optional training sources
+    with open(training_set.MANIFEST) as fh:
+        manifest = json.load(fh)
+    manifest["chains"] = [c for c in manifest["chains"]
+                          if c["id"] in {"tmtools:2gtl.cif:%s" % k for k in "ABCD"}]
+    assert len(manifest["chains"]) == 4
+    small = tmp_path / "manifest.json"
+    small.write_text(json.dumps(manifest))
     out = tmp_path / "model"
     env = dict(os.environ, REDPRIOR_SCIPION_ROOT=str(tmp_path / "scipion"))
     cmd = [sys.executable, os.path.join(REPO, "scripts", "train_default_denoiser.py"),
-           "--out", str(out), "--max-structures", "4", "--pairs-per-structure", "2",
+           "--out", str(out), "--manifest", str(small), "--pairs-per-structure", "2",
            "--epochs", "1", "--steps-per-epoch", "2", "--val-fraction", "0.3",
            "--base-filters", "2"]
     run = subprocess.run(cmd, env=env, cwd=str(tmp_path), capture_output=True, text=True,
@@ -101,7 +112,7 @@ def test_training_command_small(tmp_path):
     assert meta["box"] == 64 and meta["parameters"] < 100000
     report = (out / "TRAINING_REPORT.md").read_text()
     assert "8 pairs of 4 structures" in report
-    assert "--max-structures 4" in report
+    assert "--pairs-per-structure 2" in report
     for png in ("loss.png", "single_pass.png", "pair_examples.png"):
         assert (out / png).stat().st_size > 1000
     # the shipped copy (weights only, no optimiser state) loads and changes a noisy map
