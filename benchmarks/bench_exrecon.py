@@ -25,7 +25,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from redprior.core import fourier, particles_star, simulate, structure  # noqa: E402
-from redprior.core.denoiser import write_builtin_model  # noqa: E402
+from redprior.core.denoiser import DEFAULT_MODEL, metadata_path  # noqa: E402
 from redprior.core.mrcio import write_map  # noqa: E402
 from redprior.core.worker import stop, wait_ready  # noqa: E402
 
@@ -39,7 +39,9 @@ def make_data(folder, n, snr, seed):
     sim = simulate.simulate_particles(gt, PIX, n, snr=snr, seed=seed)
     particles_star.write_particles(sim, PIX, folder)
     write_map(os.path.join(folder, "ref.mrc"), fourier.lowpass(gt, PIX, 30.0), PIX)
-    write_builtin_model(os.path.join(folder, "model.keras"), BOX, PIX)
+    # the shipped denoiser: what a CW-RED refinement uses by default
+    shutil.copy(DEFAULT_MODEL, os.path.join(folder, "model.keras"))
+    shutil.copy(metadata_path(DEFAULT_MODEL), os.path.join(folder, "model.json"))
     return sim
 
 
