@@ -101,7 +101,6 @@ def _finished(project, cls, settings, pairs=None):
 
 
 def _run(project, prot):
-    t0 = time.time()
     project.launchProtocol(prot, wait=True)
     project._updateProtocol(prot)
     if not prot.isFinished():
@@ -109,7 +108,6 @@ def _run(project, prot):
         for line in prot.getLogsLastLines(30):
             print("   ", line)
         sys.exit(1)
-    return time.time() - t0
 
 
 def _strip_optimizer(src, dst):
@@ -173,8 +171,8 @@ def main(argv=None):
                          valFraction=args.val_fraction, seed=args.seed)
     train = _finished(project, ProtRedPriorTrainDenoiser, trainSettings, pairs)
     if train is None:
-        train = project.newProtocol(ProtRedPriorTrainDenoiser, inputPairs=pairs, numberOfThreads=args.threads,
-                                    **trainSettings)
+        train = project.newProtocol(ProtRedPriorTrainDenoiser, inputPairs=pairs,
+                                    numberOfThreads=args.threads, **trainSettings)
         log(f"train denoiser: {args.epochs} epochs x {args.steps_per_epoch} steps of "
             f"{args.batch} crops of {args.crop}^3 (progress: {train.getLogPaths()[0]})")
         _run(project, train)
@@ -195,15 +193,15 @@ def main(argv=None):
         # the project's model too, so that its viewer (and the figures below) agree
         update_metadata(train.getModelPath(), cw_low=low, cw_high=high,
                         threshold_reason=reason)
+    hist = train.getHistory()
     meta.update(name="redprior-default",
                 description=(f"redprior's default denoiser: 3D U-Net ({meta['levels']} levels, "
                              f"{meta['parameters']} parameters) trained by "
                              f"scripts/train_default_denoiser.py on Gaussian-noise pairs of "
-                             f"{len(train.getHistory().get('structures_train', []))} "
+                             f"{len(hist.get('structures_train', []))} "
                              f"structures of the shipped training set"))
     with open(metadata_path(model), "w") as fh:
         json.dump(meta, fh, indent=1)
-    hist = train.getHistory()
     with open(os.path.join(out, "training_history.json"), "w") as fh:
         json.dump(hist, fh, indent=1)
     figs = RedPriorTrainDenoiserViewer(project=project, protocol=train).saveFigures(out)
@@ -218,9 +216,7 @@ def _seconds(history):
 
 
 def write_report(out, args, maps, train, meta, hist, figs):
-    from redprior.core.single_pass import median_ratios
-
-    figures = median_ratios(meta.get("single_pass", {}).get("maps", []))
+    figures = meta.get("single_pass", {}).get("medians", {})  # from save_trained
     costPath = maps._getExtraPath("training_maps.json")
     cost = {}
     if os.path.exists(costPath):

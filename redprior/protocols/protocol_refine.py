@@ -368,10 +368,7 @@ class ProtRedPriorRefine(ProtRefine3D):
         from redprior.core.denoiser import DenoiserError, default_model, read_metadata
         from redprior.core.red import has_shell_table
         try:
-            if self.getUserDenoiserPath():
-                meta = read_metadata(self.getUserDenoiserPath())
-            else:
-                meta = read_metadata(default_model())
+            meta = read_metadata(self.getUserDenoiserPath() or default_model())
         except DenoiserError as exc:
             return [str(exc)]
         if self.priorMode.get() == PRIOR_CWRED_SHELL and not has_shell_table(meta):
