@@ -9,7 +9,7 @@ import sys
 
 os.environ["REDPRIOR_CORE_ONLY"] = "1"
 
-from redprior.core.exrecon import main  # noqa: E402
+from redprior.core.prior.exrecon import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -156,7 +156,7 @@ def refinements(folder, mpi=3, concurrent=True):
         print(f"   {d}: {its} iterations, final resolution {res} A")
     log = os.path.join(folder, "cwred", "log.jsonl")
     if os.path.exists(log):
-        from redprior.core.exrecon import read_log
+        from redprior.core.prior.exrecon import read_log
         recs = [r for r in read_log(log) if "error" not in r]
         print(f"   CW-RED hook: {len(recs)} calls, {sum(r['seconds'] for r in recs):.0f} s in total, "
               f"lambda {min(r['lambda'] for r in recs):.2f}-{max(r['lambda'] for r in recs):.2f}")

@@ -127,12 +127,6 @@ if not CORE_ONLY:
             return environ
 
         @classmethod
-        def getExreconCommand(cls, extra_args=''):
-            """Value for RELION_EXTERNAL_RECONSTRUCT_EXECUTABLE: our hook run with this very
-            Python, so it finds redprior and TensorFlow whatever RELION's PATH is."""
-            return f"{sys.executable} -m redprior_exrecon {extra_args}".strip()
-
-        @classmethod
         def validateInstallation(cls):
             """List of messages naming what is missing and how to install it ([] if fine)."""
             errors = []

@@ -96,7 +96,7 @@ class DenoiserModel(EMObject):
         return self._meta('per_shell_lambda')
 
     def hasPerShellLambda(self):
-        from redprior.core.red import has_shell_table
+        from redprior.core.prior.schedule import has_shell_table
         return has_shell_table(self.getMetadata())
 
     def __str__(self):

@@ -19,7 +19,7 @@ Suggested CW-RED thresholds (suggest_thresholds), on the binned L2 ratio with to
   If the finest bin has no gain, or the ratio is within tol of its minimum at the coarsest
   bin of the run (no rise towards low resolution: nothing to place a ramp on), no thresholds
   are suggested (None, with the reason).
-Per-shell lambda (for a per-shell CW-RED mode; core.relion.red_update takes an array indexed
+Per-shell lambda (for a per-shell CW-RED mode; core.prior.update.red_update takes an array indexed
 by shell): lambda_s = clip((FSC_f - FSC_x) / (1 - FSC_x), 0, 1), the fraction of the missing
 correlation of x~ in shell s that one pass of the denoiser recovers (0: no gain or a loss).
 """

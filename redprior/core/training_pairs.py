@@ -25,7 +25,7 @@ import numpy as np
 
 from .fourier import radial_index_rfft, rfft_centred, shell_filter
 from .fsc import fsc as fsc_curve_of
-from .red import resolution_from_fsc
+from .prior.schedule import resolution_from_fsc
 
 FSC_THRESHOLD = 0.143  # nominal resolution as RELION's gold-standard FSC (and core.red) reads it
 # RELION's x~ only holds data up to its current image size: the resolution plus

@@ -392,3 +392,38 @@ def save_json(results, path):
 def load_json(path):
     with open(path) as fh:
         return json.load(fh)
+
+
+# ---------------------------------------------------------------------------------------
+# One refinement against the truth, in figures (the quality benchmark's row)
+# ---------------------------------------------------------------------------------------
+def quality_metrics(half1, half2, ground_truth, pixel_size, R_true=None, R_est=None,
+                    symmetry='C1', mask=None):
+    """The quality benchmark's figures for one refinement with a known ground truth.
+
+    gt_res_05 / gt_res_0143: masked FSC of the half-map average to the truth (auto_mask of the
+    truth) at 0.5 / 0.143, in A; a curve that never crosses gives Nyquist and
+    gt_res_*_crossed False (the same rule as everywhere: resolution()). gt_fsc_mean: that
+    curve's mean over shells 1..N/2. half_res_masked: the gold-standard (masked, phase-
+    randomisation corrected) half-map FSC at 0.143. overestimation_shells: how many Fourier
+    shells half_res_masked claims beyond gt_res_05 (> 0: the half-maps claim more than the
+    truth supports). fsc_to_truth: the masked curve itself. ang_err_median / ang_err_p90:
+    symmetry-aware angular errors (deg).
+    """
+    v = validate_maps(half1, half2, pixel_size, mask=mask, ground_truth=ground_truth,
+                      repeats=1)
+    box = v['box']
+    gt = v['curves']['gt_masked']
+    half = v['curves']['half_corrected']
+    r05, r0143, rh = gt['resolution']['0.5'], gt['resolution']['0.143'], half['resolution']['0.143']
+    out = dict(gt_res_05=r05['limit_A'], gt_res_0143=r0143['limit_A'],
+               gt_res_05_crossed=r05['crossed'], gt_res_0143_crossed=r0143['crossed'],
+               gt_fsc_mean=float(np.mean(gt['fsc'][1:box // 2 + 1])),
+               half_res_masked=rh['limit_A'], half_res_masked_crossed=rh['crossed'],
+               overestimation_shells=int(rh['shell'] - r05['shell']),
+               overestimated=bool(v['overestimation']['overestimated']),
+               fsc_to_truth=gt['fsc'])
+    if R_true is not None and R_est is not None:
+        pe = pose_errors(R_true, R_est, symmetry)
+        out.update(ang_err_median=pe['angular']['p50'], ang_err_p90=pe['angular']['p90'])
+    return out

@@ -21,16 +21,17 @@ from pwem.constants import ALIGN_PROJ
 from pwem.objects import FSC, SetOfParticles, Volume
 from pwem.protocols import ProtRefine3D
 
-from redprior import Plugin
+from redprior.core.prior import schedule
+from redprior.protocols.protocol_base import RelionRunnerMixin
 
 PRIOR_GAUSSIAN, PRIOR_RED, PRIOR_CWRED, PRIOR_CWRED_SHELL = 0, 1, 2, 3
-PRIOR_MODES = ['gaussian', 'red', 'cwred', 'cwred-shell']
+PRIOR_MODES = list(schedule.MODES)  # form index -> the hook's --mode
 PRIOR_LABELS = ['Gaussian (plain RELION)', 'RED', 'CW-RED', 'CW-RED per shell']
 CW_CONDITION = 'priorMode in (%d, %d)' % (PRIOR_CWRED, PRIOR_CWRED_SHELL)
 EXRECON_LOG = 'exrecon_log.jsonl'
 
 
-class ProtRedPriorRefine(ProtRefine3D):
+class ProtRedPriorRefine(RelionRunnerMixin, ProtRefine3D):
     """RELION 3D auto-refine with a learned prior (RED / CW-RED, Kimanius et al. 2021).
 
     The Gaussian choice reproduces plain RELION (lambda = 0) through the same hook.
@@ -83,9 +84,9 @@ class ProtRedPriorRefine(ProtRefine3D):
         form.addParam('redLambda', params.FloatParam, default=1.0,
                       condition='priorMode != %d' % PRIOR_GAUSSIAN,
                       label='Lambda (maximum)')
-        form.addParam('cwLow', params.FloatParam, default=10.0,
+        form.addParam('cwLow', params.FloatParam, default=schedule.CW_LOW_DEFAULT,
                       condition=CW_CONDITION, label='Lambda 0 above (A)')
-        form.addParam('cwHigh', params.FloatParam, default=4.5,
+        form.addParam('cwHigh', params.FloatParam, default=schedule.CW_HIGH_DEFAULT,
                       condition=CW_CONDITION, label='Lambda 1 below (A)')
 
         form.addSection(label='Sampling')
@@ -169,22 +170,19 @@ class ProtRedPriorRefine(ProtRefine3D):
         shutil.rmtree(os.path.dirname(socket), ignore_errors=True)
 
     def _runRelion(self, socket):
-        env = Plugin.getEnviron()
-        env['RELION_EXTERNAL_RECONSTRUCT_EXECUTABLE'] = self._exreconCommand(socket)
-        self.info('External reconstruct: %s' % env['RELION_EXTERNAL_RECONSTRUCT_EXECUTABLE'])
+        from redprior.core.relion.command import continue_args, refine_args
+        from redprior.core.relion.run_folder import last_optimiser
         t0 = time.time()
-        from redprior.core.relion import last_optimiser
         found = last_optimiser(self._getExtraPath())
         if found:
             # Continue an interrupted run; the hook is given again, so the prior is kept.
             last, it = found
             self.info('Continuing from %s (iteration %d)' % (last, it))
-            args = '--continue %s --o %s --external_reconstruct --j %d' % (
-                last, self._getExtraPath('run_ct%d' % it), self.numberOfThreads.get())
+            args = continue_args(last, self._getExtraPath('run_ct%d' % it),
+                                 self.numberOfThreads.get())
         else:
-            args = self._refineArgs()
-        self.runJob(Plugin.getRelionProgram('relion_refine_mpi') or 'relion_refine_mpi', args,
-                    env=env, numberOfMpi=self.numberOfMpi.get(), numberOfThreads=1)
+            args = refine_args(self._refineSettings())
+        self._runRelionRefine(args, self._hookArgs(socket), self.numberOfMpi.get())
         self._writeSummary(time.time() - t0)
 
     def createOutputStep(self):
@@ -239,54 +237,39 @@ class ProtRedPriorRefine(ProtRefine3D):
     def getExreconLog(self):
         return self._getExtraPath(EXRECON_LOG)
 
-    def _exreconCommand(self, socket=None):
-        mode = PRIOR_MODES[self.priorMode.get()]
-        pix = self.inputParticles.get().getSamplingRate()
-        args = ['--mode', mode, '--angpix', '%g' % pix, '--log', os.path.abspath(self.getExreconLog())]
-        if mode != 'gaussian':
-            args += ['--model', os.path.abspath(self.getDenoiserPath()),
-                     '--lambda', '%g' % self.redLambda.get()]
-        if mode in ('cwred', 'cwred-shell'):
-            args += ['--cw-low', '%g' % self.cwLow.get(), '--cw-high', '%g' % self.cwHigh.get()]
-        if socket:
-            args += ['--worker', socket]
-        if self.keepExternalFiles.get():
-            args.append('--keep')
-        return Plugin.getExreconCommand(' '.join(args))
+    def _hookArgs(self, socket=None):
+        from redprior.core.prior.exrecon import hook_args
+        return hook_args(PRIOR_MODES[self.priorMode.get()],
+                         self.inputParticles.get().getSamplingRate(),
+                         os.path.abspath(self.getExreconLog()),
+                         model=os.path.abspath(self.getDenoiserPath()) if self.getDenoiserPath() else None,
+                         red_lambda=self.redLambda.get(), cw_low=self.cwLow.get(),
+                         cw_high=self.cwHigh.get(), worker=socket,
+                         keep=self.keepExternalFiles.get())
 
     def _maskDiameter(self):
         d = self.particleDiameter.get()
         parts = self.inputParticles.get()
         return d if d and d > 0 else 0.9 * parts.getXDim() * parts.getSamplingRate()
 
-    def _refineArgs(self):
-        parts = self.inputParticles.get()
-        args = ['--o', self._getExtraPath('run'), '--auto_refine', '--split_random_halves',
-                '--i', self._getExtraPath('input_particles.star'),
-                '--ref', self._getExtraPath('reference.mrc'),
-                '--ini_high', '%g' % self.iniHigh.get(),
-                '--particle_diameter', '%g' % self._maskDiameter(),
-                '--flatten_solvent', '--zero_mask', '--oversampling', '1',
-                '--healpix_order', str(self.healpixOrder.get()),
-                '--auto_local_healpix_order', str(self.autoLocalHealpixOrder.get()),
-                '--offset_range', str(self.offsetRange.get()),
-                '--offset_step', str(self.offsetStep.get()),
-                '--sym', self.symmetry.get(),
-                '--low_resol_join_halves', '%g' % self.lowResolJoinHalves.get(),
-                '--norm', '--scale', '--j', str(self.numberOfThreads.get()),
-                '--pool', '30', '--dont_combine_weights_via_disc', '--preread_images',
-                '--random_seed', str(self.randomSeed.get()),
-                '--pad', str(self.padding.get() + 1), '--external_reconstruct']
-        if parts.hasCTF():
-            # The reference is a CTF-free density: without this flag iteration 1 ignores the
-            # CTF and the refinement stalls (measured on RELION 3.1.3).
-            args += ['--ctf', '--ctf_corrected_ref']
-        if self.extraParams.get():
-            args.append(self.extraParams.get())
-        return ' '.join(args)
+    def _refineSettings(self):
+        from redprior.core.relion.command import RefineSettings
+        return RefineSettings(
+            output_root=self._getExtraPath('run'),
+            particles_star=self._getExtraPath('input_particles.star'),
+            reference=self._getExtraPath('reference.mrc'),
+            mask_diameter_A=self._maskDiameter(), ini_high_A=self.iniHigh.get(),
+            healpix_order=self.healpixOrder.get(),
+            auto_local_healpix_order=self.autoLocalHealpixOrder.get(),
+            offset_range=self.offsetRange.get(), offset_step=self.offsetStep.get(),
+            symmetry=self.symmetry.get(),
+            low_resol_join_halves_A=self.lowResolJoinHalves.get(),
+            threads=self.numberOfThreads.get(), random_seed=self.randomSeed.get(),
+            pad=self.padding.get() + 1, ctf=self.inputParticles.get().hasCTF(),
+            extra=self.extraParams.get() or '')
 
     def _finalFileOrNone(self, suffix):
-        from redprior.core.relion import final_output
+        from redprior.core.relion.run_folder import final_output
         return final_output(self._getExtraPath(), suffix)
 
     def _finalFile(self, suffix):
@@ -304,7 +287,7 @@ class ProtRedPriorRefine(ProtRefine3D):
 
     def _writeSummary(self, seconds):
         from emtable import Table
-        from redprior.core.exrecon import read_log
+        from redprior.core.prior.exrecon import read_log
 
         general = Table(fileName=self._finalFile('model.star'), tableName='model_general')
         row = next(iter(general))
@@ -366,7 +349,7 @@ class ProtRedPriorRefine(ProtRefine3D):
 
     def _validateDenoiser(self, pixel):
         from redprior.core.denoiser import DenoiserError, default_model, read_metadata
-        from redprior.core.red import has_shell_table
+        from redprior.core.prior.schedule import has_shell_table
         try:
             meta = read_metadata(self.getUserDenoiserPath() or default_model())
         except DenoiserError as exc:

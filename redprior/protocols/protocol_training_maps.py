@@ -34,6 +34,7 @@ from pyworkflow.protocol.constants import STEPS_SERIAL
 from redprior import Plugin
 from redprior import constants as C
 from redprior.objects import TrainingPairs
+from redprior.protocols.protocol_base import RelionRunnerMixin
 
 try:  # written by another part of the project; the protocol still loads without it
     from redprior.core import training_set
@@ -94,7 +95,7 @@ def equivalentHalfFsc(x, gt):
     return np.clip(fsc(np.asarray(x, np.float64), np.asarray(gt, np.float64)), 0.0, 1.0) ** 2
 
 
-class ProtRedPriorTrainingMaps(EMProtocol):
+class ProtRedPriorTrainingMaps(RelionRunnerMixin, EMProtocol):
     """Make training pairs for the RED denoiser (noisy map, FSC-filtered ground truth).
 
     Output: TrainingPairs (a folder of pairs streamed by 'train denoiser'). Each mode's cost
@@ -375,7 +376,7 @@ class ProtRedPriorTrainingMaps(EMProtocol):
 
     def _relionPairs(self, store, sid, gt, pixel, rng, s, index):
         from redprior.core import fourier
-        from redprior.core.exrecon import read_log
+        from redprior.core.prior.exrecon import read_log
         from redprior.core.mrcio import write_map
 
         base = self._getExtraPath(PARTS_DIR, sid, 'relion')
@@ -406,7 +407,7 @@ class ProtRedPriorTrainingMaps(EMProtocol):
 
     def _recordsToPairs(self, store, sid, gt, pixel, recFolders):
         from redprior.core.mrcio import read_map
-        from redprior.core.red import resolution_from_fsc
+        from redprior.core.prior.schedule import resolution_from_fsc
         from redprior.core.training_pairs import FSC_THRESHOLD, pair_from_record, record_files
 
         split = self.relionRun.get() == RELION_AUTO
@@ -458,39 +459,24 @@ class ProtRedPriorTrainingMaps(EMProtocol):
         return out
 
     def _runRelion(self, cwd, star, ref, out, recFolder, pixel, ctf):
-        from redprior import Plugin
+        from redprior.core.prior.exrecon import hook_args
+        from redprior.core.relion.command import RefineSettings, refine_args
 
         work = os.path.abspath(cwd) if cwd else os.getcwd()
         rel = lambda p: os.path.relpath(os.path.abspath(p), work)
-        hook = ['--mode', 'gaussian', '--angpix', '%g' % pixel, '--record', recFolder,
-                '--log', os.path.abspath(os.path.join(out, 'exrecon_log.jsonl'))]
-        if self.keepExternalFiles.get():
-            hook.append('--keep')
-        env = Plugin.getEnviron()
-        env['RELION_EXTERNAL_RECONSTRUCT_EXECUTABLE'] = Plugin.getExreconCommand(' '.join(hook))
+        hook = hook_args('gaussian', pixel, os.path.abspath(os.path.join(out, 'exrecon_log.jsonl')),
+                         record=recFolder, keep=self.keepExternalFiles.get())
         box = int(self._boxAndPixel()[0])
-        args = ['--o', rel(os.path.join(out, 'run')), '--i', rel(star), '--ref', rel(ref),
-                '--ini_high', '%g' % self.iniHigh.get(),
-                '--particle_diameter', '%g' % (0.9 * box * pixel),
-                '--flatten_solvent', '--zero_mask', '--oversampling', '1',
-                '--healpix_order', str(self.healpixOrder.get()),
-                '--offset_range', '2', '--offset_step', '1', '--sym', 'C1', '--norm', '--scale',
-                '--j', str(self.numberOfThreads.get()), '--pad', '2',
-                # RELION skips its particle-order randomisation for seed 0
-                '--random_seed', str(self.seed.get() + 1), '--external_reconstruct',
-                '--dont_combine_weights_via_disc', '--preread_images']
-        if ctf:
-            args += ['--ctf', '--ctf_corrected_ref']
-        if self.relionRun.get() == RELION_AUTO:
-            args += ['--auto_refine', '--split_random_halves', '--low_resol_join_halves', '40',
-                     '--auto_local_healpix_order', '3', '--pool', '30']
-            program, mpi = Plugin.getRelionProgram(C.RELION_REFINE_MPI) or C.RELION_REFINE_MPI, \
-                self.numberOfMpi.get()
-        else:
-            args += ['--iter', str(self.relionIterations.get()), '--K', '1']
-            program, mpi = Plugin.getRelionProgram(C.RELION_REFINE) or C.RELION_REFINE, 1
-        self.runJob(program, ' '.join(args), env=env, cwd=work, numberOfMpi=mpi,
-                    numberOfThreads=1)
+        auto = self.relionRun.get() == RELION_AUTO
+        settings = RefineSettings(
+            output_root=rel(os.path.join(out, 'run')), particles_star=rel(star),
+            reference=rel(ref), mask_diameter_A=0.9 * box * pixel, ini_high_A=self.iniHigh.get(),
+            auto_refine=auto, iterations=self.relionIterations.get(),
+            healpix_order=self.healpixOrder.get(), threads=self.numberOfThreads.get(),
+            # RELION skips its particle-order randomisation for seed 0
+            random_seed=self.seed.get() + 1, pad=2, ctf=ctf)
+        self._runRelionRefine(refine_args(settings), hook,
+                              self.numberOfMpi.get() if auto else 1, cwd=work)
 
     # ------------------------------------------------------------------ inputs
     def _usesGivenParticles(self):

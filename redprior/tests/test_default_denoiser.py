@@ -15,7 +15,7 @@ import sys
 import numpy as np
 import pytest
 
-from redprior.core import red
+from redprior.core.prior import schedule
 from redprior.core import single_pass as SP
 from redprior.core import structure
 from redprior.core import training_pairs as TP
@@ -62,7 +62,7 @@ def test_shipped_files_and_metadata():
         hist["structures_train"])
     assert meta["single_pass"]["medians"]["better than 10 A"]["median_l2"] < 1.0
     # the per-shell table that 'CW-RED per shell' needs, from the same held-out maps
-    assert red.has_shell_table(meta)
+    assert schedule.has_shell_table(meta)
 
 
 def test_held_out_structure_at_training_pixel_size(model):

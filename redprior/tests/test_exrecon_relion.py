@@ -13,8 +13,8 @@ import sys
 import numpy as np
 import pytest
 
-from redprior.core import red
-from redprior.core.exrecon import main as exrecon_main, read_log
+from redprior.core.prior import schedule
+from redprior.core.prior.exrecon import main as exrecon_main, read_log
 from redprior.core.fsc import correlation
 from redprior.core.mrcio import read_map, write_map
 from redprior.core import particles_star, simulate, structure, fourier
@@ -89,25 +89,25 @@ def test_program_errors_are_readable(dataset, tmp_path, capsys, monkeypatch):
 
 
 def test_cwred_schedule():
-    assert red.cwred_lambda(12.0) == 0.0
-    assert red.cwred_lambda(10.0) == 0.0
-    assert red.cwred_lambda(4.5) == 1.0
-    assert red.cwred_lambda(3.0) == 1.0
-    assert red.cwred_lambda(7.25) == pytest.approx(0.5)
-    assert red.schedule_lambda("gaussian", 3.0) == 0.0
-    assert red.schedule_lambda("red", 30.0, red_lambda=0.7) == 0.7
+    assert schedule.cwred_lambda(12.0) == 0.0
+    assert schedule.cwred_lambda(10.0) == 0.0
+    assert schedule.cwred_lambda(4.5) == 1.0
+    assert schedule.cwred_lambda(3.0) == 1.0
+    assert schedule.cwred_lambda(7.25) == pytest.approx(0.5)
+    assert schedule.schedule_lambda("gaussian", 3.0) == 0.0
+    assert schedule.schedule_lambda("red", 30.0, red_lambda=0.7) == 0.7
     # resolution read-out: the last shell before the FSC first drops below 0.143
     fsc = np.array([1, 0.99, 0.9, 0.5, 0.2, 0.1, 0.3, 0.05])
-    assert red.resolution_from_fsc(fsc, 14, 2.0) == pytest.approx(14 * 2.0 / 4)
+    assert schedule.resolution_from_fsc(fsc, 14, 2.0) == pytest.approx(14 * 2.0 / 4)
     # never crossing -> Nyquist, not an inverted check that always says Nyquist
-    assert red.resolution_from_fsc(np.ones(8), 14, 2.0) == pytest.approx(4.0)
-    assert red.resolution_from_fsc(np.array([1, 0.1, 0.9]), 4, 2.0) == float("inf")
+    assert schedule.resolution_from_fsc(np.ones(8), 14, 2.0) == pytest.approx(4.0)
+    assert schedule.resolution_from_fsc(np.array([1, 0.1, 0.9]), 4, 2.0) == float("inf")
 
 
 def test_continue_keeps_prior(dataset):
     """An interrupted refinement continued with --continue still calls the hook with the prior."""
     from redprior.core.denoiser import write_builtin_model
-    from redprior.core.relion import last_optimiser
+    from redprior.core.relion.run_folder import last_optimiser
 
     out = dataset / "cont"
     out.mkdir()

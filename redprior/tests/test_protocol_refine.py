@@ -13,8 +13,8 @@ import numpy as np
 from pwem.protocols import ProtImportVolumes
 from pyworkflow.tests import BaseTest, setupTestProject
 
-from redprior.core import red
-from redprior.core.exrecon import read_log
+from redprior.core.prior import schedule
+from redprior.core.prior.exrecon import read_log
 from redprior.core.fsc import fsc, resolution_at
 from redprior.core.mrcio import read_map, write_map
 from redprior.protocols import ProtRedPriorRefine
@@ -84,7 +84,7 @@ class TestRedPriorRefine(BaseTest):
         log = read_log(prot.getExreconLog())
         for r in log:
             res = r['resolution'] if r['resolution'] is not None else float('inf')
-            self.assertAlmostEqual(r['lambda'], red.cwred_lambda(res, 10.0, 6.5), places=6)
+            self.assertAlmostEqual(r['lambda'], schedule.cwred_lambda(res, 10.0, 6.5), places=6)
         lams = [r['lambda'] for r in log]
         # the ramp between 10 and 6.5 A is exercised: some calls with 0 < lambda < 1
         self.assertTrue(any(0.0 < x < 1.0 for x in lams), lams)

@@ -111,11 +111,6 @@ class TestRedPriorPlugin(unittest.TestCase):
                              env=dict(os.environ, REDPRIOR_CORE_ONLY='1'), timeout=120)
         self.assertEqual(out.stdout.split(), ['False', 'False'], out.stderr)
 
-    def test_exrecon_command(self):
-        import sys
-        cmd = redprior.Plugin.getExreconCommand('--lambda 0.5')
-        self.assertEqual(cmd, f'{sys.executable} -m redprior_exrecon --lambda 0.5')
-
 
 class TestRedPriorSimulate(BaseTest):
     """Import the shipped model and simulate 200 particles with CTF at SNR 0.1."""

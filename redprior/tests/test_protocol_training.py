@@ -266,7 +266,7 @@ class TestRedPriorTraining(BaseTest):
 
         # exrecon --mode cwred-shell on the kept RELION files
         from redprior.core.denoiser import update_metadata, write_builtin_model
-        from redprior.core.exrecon import main as exrecon, read_log
+        from redprior.core.prior.exrecon import main as exrecon, read_log
         stars = sorted(glob.glob(maps._getExtraPath('parts', '*', 'relion', 'run00',
                                                     'run_it002_*external_reconstruct.star')))
         self.assertEqual(len(stars), 1, stars)

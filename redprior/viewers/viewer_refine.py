@@ -71,7 +71,7 @@ class RedPriorRefineViewer(ProtocolViewer):
         return fig
 
     def plotHistory(self):
-        from redprior.core.exrecon import read_log
+        from redprior.core.prior.exrecon import read_log
         fig, ax = self._figure(figsize=(7, 4))
         rows = iteration_table(self.protocol._getExtraPath())
         ax.plot([r[0] for r in rows], [r[1] for r in rows], 'o-', label='RELION resolution (A)')

@@ -3,7 +3,7 @@
 RELION appends the STAR path to the command, so options come first:
     python -m redprior_exrecon --mode cwred --model m.keras --angpix 2 --log ext.log X.star
 It reads B, K, tau2 and the FSC, applies update (17) with the lambda of the chosen schedule
-(cwred-shell: one lambda per Fourier shell, see core.red), writes the real-space map RELION
+(cwred-shell: one lambda per Fourier shell, see core.prior.schedule), writes the real-space map RELION
 expects (atomically: both halves run at the same time) and removes RELION's large
 intermediate files unless --keep. Any failure exits non-zero with a readable message, which
 stops RELION: the prior is never dropped silently.
@@ -12,14 +12,16 @@ import argparse
 import fcntl
 import json
 import os
+import shlex
 import sys
 import time
 
 import numpy as np
 
-from . import red
-from .relion import (ContractError, cleanup, load_fourier, read_job, red_update,
-                     unregularised_map, write_result)
+from . import schedule
+from ..relion.contract import ContractError, cleanup, load_fourier, read_job, write_result
+from ..relion.reconstruct import Reconstructor
+from .update import red_update, unregularised_map
 
 LOG_HEADER = "# redprior external reconstruct log: one line per RELION call\n"
 
@@ -28,14 +30,14 @@ def build_parser():
     p = argparse.ArgumentParser(prog="redprior_exrecon", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("star", help="RELION's *_external_reconstruct.star (appended by RELION)")
-    p.add_argument("--mode", choices=red.MODES, default=red.GAUSSIAN,
+    p.add_argument("--mode", choices=schedule.MODES, default=schedule.GAUSSIAN,
                    help="gaussian: RELION's own prior (lambda 0); red: fixed lambda; "
                         "cwred: lambda from the half-map resolution; cwred-shell: cwred times "
-                        "the model's per-shell table at that resolution (see core.red)")
+                        "the model's per-shell table at that resolution (see core.prior.schedule)")
     p.add_argument("--lambda", dest="lam", type=float, default=1.0,
                    help="RED lambda (red mode), or its maximum (cwred mode)")
-    p.add_argument("--cw-low", type=float, default=10.0, help="CW-RED: lambda 0 worse than this (A)")
-    p.add_argument("--cw-high", type=float, default=4.5, help="CW-RED: lambda 1 better than this (A)")
+    p.add_argument("--cw-low", type=float, default=schedule.CW_LOW_DEFAULT, help="CW-RED: lambda 0 worse than this (A)")
+    p.add_argument("--cw-high", type=float, default=schedule.CW_HIGH_DEFAULT, help="CW-RED: lambda 1 better than this (A)")
     p.add_argument("--fsc-threshold", type=float, default=0.143)
     p.add_argument("--model", help="denoiser .keras file (with its .json metadata)")
     p.add_argument("--angpix", type=float, default=0.0, help="pixel size of the maps (A)")
@@ -49,6 +51,30 @@ def build_parser():
     p.add_argument("--keep", action="store_true", help="keep RELION's B/K files")
     p.add_argument("--o", dest="output", help="write the map here instead of rlnExtReconsResult")
     return p
+
+
+def hook_args(mode, pixel_size, log, model=None, red_lambda=1.0,
+              cw_low=schedule.CW_LOW_DEFAULT, cw_high=schedule.CW_HIGH_DEFAULT,
+              worker=None, keep=False, record=None):
+    """Options of redprior_exrecon (RELION appends the STAR file itself)."""
+    args = ["--mode", mode, "--angpix", "%g" % pixel_size, "--log", log]
+    if mode != schedule.GAUSSIAN:
+        args += ["--model", model, "--lambda", "%g" % red_lambda]
+    if mode in (schedule.CWRED, schedule.CWRED_SHELL):
+        args += ["--cw-low", "%g" % cw_low, "--cw-high", "%g" % cw_high]
+    if worker:
+        args += ["--worker", worker]
+    if record:
+        args += ["--record", record]
+    if keep:
+        args.append("--keep")
+    return args
+
+
+def hook_command(args, python=None):
+    """The value of RELION_EXTERNAL_RECONSTRUCT_EXECUTABLE for hook_args()."""
+    return " ".join([python or sys.executable, "-m", "redprior_exrecon"]
+                    + [shlex.quote(a) for a in args])
 
 
 def append_log(path, record):
@@ -80,28 +106,29 @@ def run(args):
     job = read_job(args.star)
     if args.output:
         job.result = args.output
-    if args.mode != red.GAUSSIAN:
+    if args.mode != schedule.GAUSSIAN:
         if not args.model:
             raise ContractError(f"--mode {args.mode} needs --model (a denoiser .keras file).")
         if args.angpix <= 0:
             raise ContractError(f"--mode {args.mode} needs --angpix (pixel size in A).")
-    table = _shell_table(args.model) if args.mode == red.CWRED_SHELL else None  # fail early
+    table = _shell_table(args.model) if args.mode == schedule.CWRED_SHELL else None  # fail early
     b, k = load_fourier(job)
     if not (np.all(np.isfinite(b)) and np.all(np.isfinite(k))):
         raise ContractError(f"RELION's data for {args.star} contain NaN or infinite values.")
     angpix = args.angpix if args.angpix > 0 else 1.0
-    resolution = red.resolution_from_fsc(job.fsc, job.ori_size, angpix, args.fsc_threshold)
-    lam = red.schedule_lambda(args.mode, resolution, args.lam, args.cw_low, args.cw_high)
+    resolution = schedule.resolution_from_fsc(job.fsc, job.ori_size, angpix, args.fsc_threshold)
+    lam = schedule.schedule_lambda(args.mode, resolution, args.lam, args.cw_low, args.cw_high)
     lam_scalar, shell = lam, None
     if table is not None:
-        shell = red.shell_lambda(table, resolution, job.ori_size, angpix, lam)
+        shell = schedule.shell_lambda(table, resolution, job.ori_size, angpix, lam)
         # the scalar that goes into the log and the summaries: the mean over the shells that
         # carry the prior (minres_map .. RELION's current size), as RELION sees them
         lo, hi = max(1, args.minres_map), max(1, job.r_max)
         lam = float(np.mean(shell[lo:hi + 1])) if hi >= lo else 0.0
+    rec_grid = Reconstructor(job, args.gridding_iterations)
     x_tilde = None
     if lam > 0 or args.record:
-        x_tilde = unregularised_map(job, b, k, args.gridding_iterations)
+        x_tilde = unregularised_map(rec_grid, b, k)
     if args.record:
         _record(args.record, job, x_tilde, angpix, resolution)
     denoised, where = None, ""
@@ -109,8 +136,7 @@ def run(args):
         denoised, where = _denoise(args, x_tilde)
         if not np.all(np.isfinite(denoised)):
             raise ContractError(f"The denoiser {args.model} returned NaN or infinite values.")
-    vol = red_update(job, b, k, denoised, lam if shell is None else shell, args.minres_map,
-                     args.gridding_iterations)
+    vol = red_update(rec_grid, b, k, denoised, lam if shell is None else shell, args.minres_map)
     if not np.all(np.isfinite(vol)):
         raise ContractError(f"The reconstruction of {args.star} has NaN or infinite values.")
     write_result(job, vol, args.angpix)
@@ -139,12 +165,12 @@ def run(args):
 
 def _shell_table(model):
     """The model's per-shell lambda table; refuses models without one (cwred-shell)."""
-    from .denoiser import read_metadata  # metadata only: no TensorFlow
+    from ..denoiser import read_metadata  # metadata only: no TensorFlow
 
     meta = read_metadata(model)
-    if not red.has_shell_table(meta):
+    if not schedule.has_shell_table(meta):
         raise ContractError(
-            f"--mode {red.CWRED_SHELL} needs a per-shell lambda table in the metadata of "
+            f"--mode {schedule.CWRED_SHELL} needs a per-shell lambda table in the metadata of "
             f"{model} ('per_shell_lambda', written by 'train denoiser' from its single-pass "
             "evaluation on validation structures); this model has none. Use --mode cwred, or "
             "train the denoiser with a validation fraction > 0 and two or more structures.")
@@ -154,12 +180,12 @@ def _shell_table(model):
 def _denoise(args, x_tilde):
     """f(x~), from the worker when one runs, else by loading the model here."""
     if args.worker:
-        from .worker import denoise_remote
+        from ..worker import denoise_remote
         try:
             return denoise_remote(args.worker, x_tilde, args.angpix), "worker"
         except ConnectionError as exc:
             print(f"redprior_exrecon: {exc}; loading the model in this process", file=sys.stderr)
-    from .denoiser import Denoiser  # TensorFlow only when it is needed
+    from ..denoiser import Denoiser  # TensorFlow only when it is needed
 
     return Denoiser(args.model)(x_tilde, args.angpix), "in-process"
 
@@ -169,7 +195,7 @@ def _finite(x):
 
 
 def _record(folder, job, x_tilde, angpix, resolution):
-    from .mrcio import write_map
+    from ..mrcio import write_map
 
     os.makedirs(folder, exist_ok=True)
     root = os.path.join(folder, f"it{job.iteration:03d}_half{job.half}")

@@ -20,6 +20,11 @@ import numpy as np
 GAUSSIAN, RED, CWRED, CWRED_SHELL = "gaussian", "red", "cwred", "cwred-shell"
 MODES = (GAUSSIAN, RED, CWRED, CWRED_SHELL)
 
+# The paper's CW-RED ramp (sec. 4.3): lambda 0 worse than 10 A, 1 better than 4.5 A. Used when
+# a denoiser's single-pass curve suggests no thresholds of its own.
+CW_LOW_DEFAULT = 10.0
+CW_HIGH_DEFAULT = 4.5
+
 
 def resolution_from_fsc(fsc, ori_size, pixel_size, threshold=0.143):
     """Nominal resolution (A) from RELION's gold-standard FSC column.
@@ -41,7 +46,7 @@ def resolution_from_fsc(fsc, ori_size, pixel_size, threshold=0.143):
     return ori_size * pixel_size / float(shell)
 
 
-def cwred_lambda(resolution, low=10.0, high=4.5):
+def cwred_lambda(resolution, low=CW_LOW_DEFAULT, high=CW_HIGH_DEFAULT):
     """CW-RED confidence: 0 worse than `low` A, 1 better than `high` A, linear in A between."""
     if not np.isfinite(resolution) or resolution >= low:
         return 0.0
@@ -50,7 +55,7 @@ def cwred_lambda(resolution, low=10.0, high=4.5):
     return float((low - resolution) / (low - high))
 
 
-def schedule_lambda(mode, resolution, red_lambda=1.0, low=10.0, high=4.5):
+def schedule_lambda(mode, resolution, red_lambda=1.0, low=CW_LOW_DEFAULT, high=CW_HIGH_DEFAULT):
     """The scalar lambda applied in update (17) for one call."""
     if mode == GAUSSIAN:
         return 0.0
@@ -70,13 +75,13 @@ def has_shell_table(meta):
 
 
 def shell_lambda(table, resolution, ori_size, pixel_size, scalar):
-    """cwred-shell lambda per shell (index round(r/pad) as core.relion.red_update uses it).
+    """cwred-shell lambda per shell (index round(r/pad) as core.prior.update.red_update uses it).
 
     table: the metadata's 'per_shell_lambda' (core.single_pass.metadata_fields); scalar: the
     cwred part red_lambda * w(d) (schedule_lambda). Returns an array of length ori_size:
     shells beyond Nyquist (the cube's corners, which RELION never fills) are 0.
     """
-    from .single_pass import lambda_per_shell
+    from ..single_pass import lambda_per_shell
 
     # JSON stores NaN (empty resolution bins) as null
     rows = [[np.nan if v is None else v for v in row] for row in table["lambda"]]

@@ -1,0 +1,1 @@
+"""RELION: the external-reconstruct contract, its reconstruction and RELION's run folders."""
