@@ -7,7 +7,7 @@ import sys
 
 os.environ["REDPRIOR_CORE_ONLY"] = "1"
 
-from redprior.core.worker import main  # noqa: E402
+from redprior.core.denoiser.worker import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -33,9 +33,9 @@ setup(
         # STAR <-> SetOfParticles conversion (relion.convert); Debian RELION is not needed
         # to import it.
         "scipion-em-relion",
-        # projections in core.simulate (used by the simulate protocol at run time)
+        # projections in core.simulation.particles (used by the simulate protocol at run time)
         "finufft",
-        # TM-scores of the reserved-structure guard (redprior.core.training_set)
+        # TM-scores of the reserved-structure guard (redprior.core.training_data.structure_set)
         "tmtools",
     ],
     extras_require={

@@ -28,10 +28,10 @@ sys.path.insert(0, REPO)
 
 import numpy as np  # noqa: E402
 
-from redprior.core import structure  # noqa: E402
-from redprior.core import training_pairs as TP  # noqa: E402
-from redprior.core.masks import solvent_mask  # noqa: E402
-from redprior.core.mrcio import write_map  # noqa: E402
+from redprior.core.simulation import structure  # noqa: E402
+from redprior.core.training_data import pairs as TP  # noqa: E402
+from redprior.core.geometry.masks import solvent_mask  # noqa: E402
+from redprior.core.io.mrc import write_map  # noqa: E402
 
 BOX, PIX = 64, 2.0
 
@@ -40,7 +40,7 @@ def bench_training(preset, steps, size=BOX, batch=2):
     import keras
     import tensorflow as tf
 
-    from redprior.core.unet import build_preset
+    from redprior.core.denoiser.unet import build_preset
 
     model = build_preset(preset)
     opt = keras.optimizers.Adam(1e-4)
@@ -67,7 +67,7 @@ def bench_training(preset, steps, size=BOX, batch=2):
 
 
 def bench_inference(model, n, repeats=2):
-    from redprior.core.single_pass import keras_denoise_fn
+    from redprior.core.denoiser.single_pass import keras_denoise_fn
 
     f = keras_denoise_fn(model)
     vol = np.random.default_rng(1).standard_normal((n, n, n)).astype(np.float32)

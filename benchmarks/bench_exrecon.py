@@ -24,10 +24,13 @@ os.environ.setdefault("REDPRIOR_CORE_ONLY", "1")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from redprior.core import fourier, particles_star, simulate, structure  # noqa: E402
-from redprior.core.denoiser import DEFAULT_MODEL, metadata_path  # noqa: E402
-from redprior.core.mrcio import write_map  # noqa: E402
-from redprior.core.worker import stop, wait_ready  # noqa: E402
+from redprior.core.fourier import filters as fourier  # noqa: E402
+from redprior.core.io import star_particles as particles_star  # noqa: E402
+from redprior.core.simulation import particles as simulate  # noqa: E402
+from redprior.core.simulation import structure  # noqa: E402
+from redprior.core.denoiser.model import DEFAULT_MODEL, metadata_path  # noqa: E402
+from redprior.core.io.mrc import write_map  # noqa: E402
+from redprior.core.denoiser.worker import stop, wait_ready  # noqa: E402
 
 BOX, PIX = 64, 2.0
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",

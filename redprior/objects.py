@@ -5,8 +5,8 @@ persistent object the plugin defines lives here:
   * DenoiserModel: a trained denoiser (.keras file). Only its path is stored in the project;
     everything else (box, pixel size, training resolutions, normalisation, U-Net levels, the
     single-pass curve and the suggested CW-RED thresholds) is read from the model's .json
-    metadata (core.denoiser), so the object and the file can never disagree.
-  * TrainingPairs: a folder of training pairs (core.training_pairs.PairStore) with a few
+    metadata (core.denoiser.model), so the object and the file can never disagree.
+  * TrainingPairs: a folder of training pairs (core.training_data.pairs.PairStore) with a few
     numbers copied from its manifest for display.
 The simulate protocol only produces standard pwem objects (Volume, SetOfParticles).
 No TensorFlow import here: the GUI lists these objects without loading a model.
@@ -40,12 +40,12 @@ class DenoiserModel(EMObject):
         self._filename.set(filename)
 
     def getMetadataFile(self):
-        from redprior.core.denoiser import metadata_path
+        from redprior.core.denoiser.model import metadata_path
         return metadata_path(self.getFileName()) if self.getFileName() else None
 
     def getHistoryFile(self):
         """The loss history (<model>_history.json) written by 'train denoiser'."""
-        from redprior.core.training import history_path
+        from redprior.core.denoiser.training import history_path
         return history_path(self.getFileName()) if self.getFileName() else None
 
     def getMetadata(self):
@@ -135,8 +135,8 @@ class TrainingPairs(EMObject):
         self._folder.set(folder)
 
     def getStore(self):
-        """The core.training_pairs.PairStore (reads the manifest)."""
-        from redprior.core.training_pairs import PairStore
+        """The core.training_data.pairs.PairStore (reads the manifest)."""
+        from redprior.core.training_data.pairs import PairStore
         return PairStore(self.getFolder())
 
     def updateFromStore(self, store=None):

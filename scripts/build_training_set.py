@@ -16,7 +16,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from redprior.core import training_set as TS  # noqa: E402
+from redprior.core.training_data import structure_set as TS  # noqa: E402
 
 
 def main(argv=None):

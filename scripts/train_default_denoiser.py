@@ -71,7 +71,7 @@ def check_training_set(args):
     (redprior/data/TRAINING_SET.md) unless a partial set was asked for."""
     import logging
 
-    from redprior.core import training_set
+    from redprior.core.training_data import structure_set as training_set
 
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     manifest = args.manifest or training_set.MANIFEST
@@ -133,8 +133,8 @@ def main(argv=None):
                                    or os.path.join(os.getcwd(), ".redprior_scipion"))
     from pyworkflow.project import Manager
 
-    from redprior.core.denoiser import metadata_path, update_metadata
-    from redprior.core.single_pass import TOLERANCE, suggest_thresholds
+    from redprior.core.denoiser.model import metadata_path, update_metadata
+    from redprior.core.denoiser.single_pass import TOLERANCE, suggest_thresholds
     from redprior.protocols import ProtRedPriorTrainDenoiser, ProtRedPriorTrainingMaps
     from redprior.protocols.protocol_training_maps import MODE_GAUSSIAN, SRC_SHIPPED
     from redprior.viewers.viewer_training import (RedPriorTrainDenoiserViewer,

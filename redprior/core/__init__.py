@@ -1,4 +1,4 @@
-"""Numerical core of redprior: pure Python + numpy (TensorFlow only in core.denoiser).
+"""Numerical core of redprior: pure Python + numpy (TensorFlow only in core.denoiser.model).
 
 Nothing in this package imports Scipion, so it can be unit-tested, benchmarked and reused alone.
 """

@@ -121,7 +121,7 @@ class ProtRedPriorConsensus(EMProtocol):
                 [p.getUniqueId() for p in self.inputParticles]]
 
     def convertInputStep(self, inputIds):
-        from redprior.core import mrcio
+        from redprior.core.io import mrc as mrcio
         names = self._names()
         for k, vol in enumerate(self._volumes()):
             data, _ = mrcio.read_map(self._mrcPath(vol))
@@ -135,7 +135,9 @@ class ProtRedPriorConsensus(EMProtocol):
             self.info(f'Particles {k + 1} ({poses.name}): {len(poses)} with 3D alignment')
 
     def alignFramesStep(self, alignFrames, alignFrom, checkHand, symmetry):
-        from redprior.core import align3d, consensus, mrcio
+        from redprior.core.geometry import align3d
+        from redprior.core.validation import consensus
+        from redprior.core.io import mrc as mrcio
         n = self._numberOfInputs()
         pixel = self._pixelSize()
         identity = align3d.FrameTransform(pixel_size=pixel, method='identity')
@@ -165,7 +167,10 @@ class ProtRedPriorConsensus(EMProtocol):
             json.dump(transforms, fh, indent=1)
 
     def consensusStep(self, angleTol, shiftTol, minAgree, fscMask):
-        from redprior.core import align3d, consensus, masks, mrcio
+        from redprior.core.geometry import align3d
+        from redprior.core.validation import consensus
+        from redprior.core.geometry import masks
+        from redprior.core.io import mrc as mrcio
         transforms = [align3d.FrameTransform.from_dict(d) for d in self.getTransforms()]
         names = self._names()
         result = None
@@ -202,7 +207,7 @@ class ProtRedPriorConsensus(EMProtocol):
         self.info(f'Report: {html}')
 
     def createOutputStep(self):
-        from redprior.core import consensus
+        from redprior.core.validation import consensus
         data, arrays = consensus.load_result(self._getExtraPath())
         outputs = {}
         if arrays is not None:
@@ -263,8 +268,8 @@ class ProtRedPriorConsensus(EMProtocol):
 
     @classmethod
     def readPoses(cls, parts, name=''):
-        """core.consensus.PoseSet (ids, RELION matrices, origins in A) of a SetOfParticles."""
-        from redprior.core.consensus import PoseSet
+        """core.validation.consensus.PoseSet (ids, RELION matrices, origins in A) of a SetOfParticles."""
+        from redprior.core.validation.consensus import PoseSet
         px = parts.getSamplingRate()
         ids, Rs, shifts = [], [], []
         for p in parts.iterItems(orderBy='id'):
@@ -328,7 +333,7 @@ class ProtRedPriorConsensus(EMProtocol):
         return self._getExtraPath('poses_%02d.npz' % (k + 1))
 
     def _loadPoses(self, k):
-        from redprior.core.consensus import PoseSet
+        from redprior.core.validation.consensus import PoseSet
         return PoseSet.load(self._posesPath(k))
 
     def getTransforms(self):
@@ -399,7 +404,7 @@ class ProtRedPriorConsensus(EMProtocol):
                 errors.append('Aligning the frames from the poses needs the particle sets; '
                               'add them, or align from the maps.')
         try:
-            from redprior.core import angles
+            from redprior.core.geometry import rotations as angles
             angles.symmetry_operators(self.symmetry.get())
         except ValueError as exc:
             errors.append(str(exc))

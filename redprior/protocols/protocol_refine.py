@@ -122,7 +122,7 @@ class ProtRedPriorRefine(RelionRunnerMixin, ProtRefine3D):
 
     def convertInputStep(self, particlesId, referenceId):
         from relion.convert import writeSetOfParticles
-        from redprior.core.mrcio import read_map, write_map
+        from redprior.core.io.mrc import read_map, write_map
 
         parts = self.inputParticles.get()
         writeSetOfParticles(parts, self._getExtraPath('input_particles.star'),
@@ -144,7 +144,7 @@ class ProtRedPriorRefine(RelionRunnerMixin, ProtRefine3D):
         """Start the denoiser worker (TensorFlow loaded once for the whole refinement)."""
         if self.priorMode.get() == PRIOR_GAUSSIAN:
             return None, None
-        from redprior.core.worker import wait_ready
+        from redprior.core.denoiser.worker import wait_ready
         # AF_UNIX paths are limited to ~100 characters: keep the socket out of the project.
         socket = os.path.join(tempfile.mkdtemp(prefix='redprior_'), 'worker.sock')
         logFile = open(self._getExtraPath('worker.log'), 'a')
@@ -161,7 +161,7 @@ class ProtRedPriorRefine(RelionRunnerMixin, ProtRefine3D):
     def _stopWorker(self, proc, socket):
         if proc is None:
             return
-        from redprior.core.worker import stop
+        from redprior.core.denoiser.worker import stop
         stop(socket)
         try:
             proc.wait(30)
@@ -231,7 +231,7 @@ class ProtRedPriorRefine(RelionRunnerMixin, ProtRefine3D):
             return ''
         if self.getUserDenoiserPath():
             return self.getUserDenoiserPath()
-        from redprior.core.denoiser import DEFAULT_MODEL
+        from redprior.core.denoiser.model import DEFAULT_MODEL
         return DEFAULT_MODEL
 
     def getExreconLog(self):
@@ -319,7 +319,7 @@ class ProtRedPriorRefine(RelionRunnerMixin, ProtRefine3D):
 
     # ------------------------------------------------------------------ info
     def _validate(self):
-        from redprior.core.mrcio import MapError, read_map
+        from redprior.core.io.mrc import MapError, read_map
         errors = []  # Protocol.validate() already adds Plugin.validateInstallation()
         parts, ref = self.inputParticles.get(), self.referenceVolume.get()
         if parts is None or ref is None:
@@ -348,7 +348,7 @@ class ProtRedPriorRefine(RelionRunnerMixin, ProtRefine3D):
         return errors
 
     def _validateDenoiser(self, pixel):
-        from redprior.core.denoiser import DenoiserError, default_model, read_metadata
+        from redprior.core.denoiser.model import DenoiserError, default_model, read_metadata
         from redprior.core.prior.schedule import has_shell_table
         try:
             meta = read_metadata(self.getUserDenoiserPath() or default_model())

@@ -114,7 +114,8 @@ class ProtRedPriorSimulate(EMProtocol):
 
     def prepareMapsStep(self):
         vol, pixel, info = self.computeGroundTruth()
-        from redprior.core import fourier, mrcio
+        from redprior.core.fourier import filters as fourier
+        from redprior.core.io import mrc as mrcio
         box = vol.shape[0]
         self.info(f"Ground truth: box {box} px, {pixel:g} A/px, source {info.get('source')}")
         mrcio.write_map(self._getExtraPath(C.SIM_GROUND_TRUTH), vol, pixel)
@@ -125,7 +126,9 @@ class ProtRedPriorSimulate(EMProtocol):
         self._writeJson(dict(info, box=box, pixel_size=pixel))
 
     def simulateStep(self):
-        from redprior.core import mrcio, particles_star, simulate
+        from redprior.core.io import mrc as mrcio
+        from redprior.core.io import star_particles as particles_star
+        from redprior.core.simulation import particles as simulate
         vol, pixel = mrcio.read_map(self._getExtraPath(C.SIM_GROUND_TRUTH))
         n = self.numberOfParticles.get()
         ctf = self.getCtfSettings()
@@ -211,7 +214,7 @@ class ProtRedPriorSimulate(EMProtocol):
         return fn[:-4] if fn.endswith(':mrc') else fn
 
     def getCtfSettings(self):
-        """CTF dict for core.simulate, or None when no CTF is simulated."""
+        """CTF dict for core.simulation.particles, or None when no CTF is simulated."""
         if not self.doCtf.get():
             return None
         return dict(defocus_min_A=self.defocusMin.get(), defocus_max_A=self.defocusMax.get(),
@@ -235,7 +238,7 @@ class ProtRedPriorSimulate(EMProtocol):
 
         Used by the steps and by the SNR <-> scale wizard, so both see the same map.
         """
-        from redprior.core import structure
+        from redprior.core.simulation import structure
         if self.inputSource.get() == C.SOURCE_ATOMSTRUCT:
             path = self._atomStructPath()
             box, pixel = self.getBoxAndPixel()
@@ -244,7 +247,7 @@ class ProtRedPriorSimulate(EMProtocol):
             vol = structure.potential_map(st, box, pixel)
             return vol, float(pixel), dict(source='atomic model', source_file=path,
                                            model=summary)
-        from redprior.core import mrcio
+        from redprior.core.io import mrc as mrcio
         path = self._volumePath()
         if os.path.splitext(path)[1].lower() not in ('.mrc', '.map', '.mrcs'):
             # e.g. Spider/Xmipp .vol from other plugins: the core reads MRC only
@@ -326,7 +329,7 @@ class ProtRedPriorSimulate(EMProtocol):
         return errors
 
     def _validateFit(self, box, pixel):
-        from redprior.core import structure
+        from redprior.core.simulation import structure
         path = self._atomStructPath()
         try:
             summary = structure.structure_summary(structure.read_structure(path))

@@ -1,6 +1,6 @@
 """'train denoiser': a 3D U-Net trained on TrainingPairs (Kimanius et al. 2021, sec. 3.1-3.2).
 
-The numerics are core.unet / core.training / core.single_pass; this protocol handles the form,
+The numerics are core.denoiser.unet / core.denoiser.training / core.denoiser.single_pass; this protocol handles the form,
 the log (one line per epoch) and the outputs: a DenoiserModel whose .json metadata carries the
 box, pixel size, normalisation, training resolutions, the single-pass curve on the validation
 structures, the suggested CW-RED thresholds (or why there are none) and the per-shell lambda
@@ -91,9 +91,9 @@ class ProtRedPriorTrainDenoiser(EMProtocol):
         import keras
         import tensorflow as tf
 
-        from redprior.core import training
-        from redprior.core.denoiser import update_metadata
-        from redprior.core.unet import build_unet
+        from redprior.core.denoiser import training
+        from redprior.core.denoiser.model import update_metadata
+        from redprior.core.denoiser.unet import build_unet
 
         threads = max(1, self.numberOfThreads.get())
         try:  # only possible before TensorFlow runs its first operation
@@ -148,7 +148,7 @@ class ProtRedPriorTrainDenoiser(EMProtocol):
         map; with the trained weights still in memory, the two outputs must be identical."""
         import keras
 
-        from redprior.core.single_pass import keras_denoise_fn
+        from redprior.core.denoiser.single_pass import keras_denoise_fn
 
         first = hist['structures_val'][0] if hist['structures_val'] else None
         idx = next((i for i, e in enumerate(store.entries)
@@ -176,7 +176,7 @@ class ProtRedPriorTrainDenoiser(EMProtocol):
         return self._getExtraPath(MODEL_FILE)
 
     def getHistoryPath(self):
-        from redprior.core.training import history_path
+        from redprior.core.denoiser.training import history_path
         return history_path(self.getModelPath())
 
     def getHistory(self):
@@ -187,7 +187,7 @@ class ProtRedPriorTrainDenoiser(EMProtocol):
         return {}
 
     def _metadata(self):
-        from redprior.core.denoiser import metadata_path
+        from redprior.core.denoiser.model import metadata_path
         path = metadata_path(self.getModelPath())
         if os.path.exists(path):
             with open(path) as fh:

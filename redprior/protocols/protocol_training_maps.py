@@ -1,7 +1,7 @@
 """'training maps': pairs (noisy map x~, FSC-filtered ground truth) to train the RED denoiser.
 
 Kimanius et al. 2021, sec. 3.1 (docs/PAPER.md 1.3). Three modes, all with the paper's target
-(the ground truth multiplied per shell by the FSC of x~; core.training_pairs):
+(the ground truth multiplied per shell by the FSC of x~; core.training_data.pairs):
   * RELION intermediates (the paper's main set): simulated particles are refined by RELION
     with our external-reconstruct program in gaussian --record mode, which saves every
     unregularised map x~ = B/K with its FSC;
@@ -10,7 +10,7 @@ Kimanius et al. 2021, sec. 3.1 (docs/PAPER.md 1.3). Three modes, all with the pa
   * Gaussian noise (the paper's second set): shaped noise damped in the solvent.
 Ground truths come from maps (e.g. 'simulate particles' outputs), atomic models, or the
 shipped training set (redprior/data/training_manifest.json). Structures reserved for
-evaluation (and the demo model) are refused: atomic models by core.training_set, maps through
+evaluation (and the demo model) are refused: atomic models by core.training_data.structure_set, maps through
 the atomic model they were simulated from when that is known.
 
 One step per structure, each writing its own small pair store (a failed or continued step
@@ -37,8 +37,8 @@ from redprior.objects import TrainingPairs
 from redprior.protocols.protocol_base import RelionRunnerMixin
 
 try:  # written by another part of the project; the protocol still loads without it
-    from redprior.core import training_set
-except ImportError:  # TODO: remove the guard once core.training_set ships everywhere
+    from redprior.core.training_data import structure_set as training_set
+except ImportError:  # TODO: remove the guard once core.training_data.structure_set ships everywhere
     training_set = None
 
 SRC_MAPS, SRC_MODELS, SRC_SHIPPED = 0, 1, 2
@@ -91,7 +91,7 @@ def equivalentHalfFsc(x, gt):
     independent halves have FSC s / (1 + s): the Wiener weight of x itself, i.e. the target
     filter appendix A asks for. Used when RELION gives no gold-standard FSC (no split halves).
     """
-    from redprior.core.fsc import fsc
+    from redprior.core.fourier.fsc import fsc
     return np.clip(fsc(np.asarray(x, np.float64), np.asarray(gt, np.float64)), 0.0, 1.0) ** 2
 
 
@@ -262,7 +262,7 @@ class ProtRedPriorTrainingMaps(RelionRunnerMixin, EMProtocol):
         return self.getStructures()
 
     def structureStep(self, index, structId):
-        from redprior.core.training_pairs import PairStore
+        from redprior.core.training_data.pairs import PairStore
 
         s = self._runStructures()[index]
         if s['id'] != structId:
@@ -308,7 +308,7 @@ class ProtRedPriorTrainingMaps(RelionRunnerMixin, EMProtocol):
                      '%.1f-%.1f' % (min(res), max(res)) if res else 'n/a'))
 
     def createOutputStep(self):
-        from redprior.core.training_pairs import PairStore
+        from redprior.core.training_data.pairs import PairStore
 
         final = self._getExtraPath(PAIRS_DIR)
         if os.path.exists(final):
@@ -345,8 +345,8 @@ class ProtRedPriorTrainingMaps(RelionRunnerMixin, EMProtocol):
 
     # ------------------------------------------------------------------ modes
     def _gaussianPairs(self, store, sid, gt, pixel, rng):
-        from redprior.core.masks import solvent_mask
-        from redprior.core.training_pairs import RELION_INCR_SHELLS, gaussian_pairs
+        from redprior.core.geometry.masks import solvent_mask
+        from redprior.core.training_data.pairs import RELION_INCR_SHELLS, gaussian_pairs
 
         mask = solvent_mask(gt, pixel)
         extra = RELION_INCR_SHELLS if self.limitShells.get() else None
@@ -357,7 +357,7 @@ class ProtRedPriorTrainingMaps(RelionRunnerMixin, EMProtocol):
         return {}
 
     def _perturbedPairs(self, store, sid, gt, pixel, rng):
-        from redprior.core.training_pairs import perturbed_pose_pair
+        from redprior.core.training_data.pairs import perturbed_pose_pair
 
         n = self.pairsPerStructure.get()
         both = self.bothHalves.get()
@@ -375,9 +375,9 @@ class ProtRedPriorTrainingMaps(RelionRunnerMixin, EMProtocol):
         return dict(angle_errors_deg=errors)
 
     def _relionPairs(self, store, sid, gt, pixel, rng, s, index):
-        from redprior.core import fourier
+        from redprior.core.fourier import filters as fourier
         from redprior.core.prior.exrecon import read_log
-        from redprior.core.mrcio import write_map
+        from redprior.core.io.mrc import write_map
 
         base = self._getExtraPath(PARTS_DIR, sid, 'relion')
         os.makedirs(base, exist_ok=True)
@@ -406,9 +406,9 @@ class ProtRedPriorTrainingMaps(RelionRunnerMixin, EMProtocol):
                     maps_recorded=recorded, maps_outside_range=outside)
 
     def _recordsToPairs(self, store, sid, gt, pixel, recFolders):
-        from redprior.core.mrcio import read_map
-        from redprior.core.prior.schedule import resolution_from_fsc
-        from redprior.core.training_pairs import FSC_THRESHOLD, pair_from_record, record_files
+        from redprior.core.io.mrc import read_map
+        from redprior.core.fourier.fsc import read_resolution
+        from redprior.core.training_data.pairs import FSC_THRESHOLD, pair_from_record, record_files
 
         split = self.relionRun.get() == RELION_AUTO
         cands = []
@@ -423,7 +423,8 @@ class ProtRedPriorTrainingMaps(RelionRunnerMixin, EMProtocol):
                 # no gold-standard FSC from RELION (no halves): the equivalent from the truth
                 fsc = equivalentHalfFsc(x, gt)
                 info = dict(info, fsc=fsc.tolist(),
-                            resolution=resolution_from_fsc(fsc, x.shape[0], pixel, FSC_THRESHOLD))
+                            resolution=read_resolution(fsc, x.shape[0], pixel,
+                                                       FSC_THRESHOLD).bound_A)
             cands.append((x, info))
         best, worst = self.resolutionBest.get(), self.resolutionWorst.get()
         inside = [(x, i) for x, i in cands
@@ -446,7 +447,8 @@ class ProtRedPriorTrainingMaps(RelionRunnerMixin, EMProtocol):
             # the refine protocol's convention: paths relative to the project folder
             writeSetOfParticles(parts, star, outputDir=base, alignType=ALIGN_NONE)
             return [(star, None, parts.hasCTF())]
-        from redprior.core import particles_star, simulate
+        from redprior.core.io import star_particles as particles_star
+        from redprior.core.simulation import particles as simulate
         out = []
         for k, snr in enumerate(self._snrs()):
             sim = simulate.simulate_particles(gt, pixel, self.relionParticles.get(), snr=snr,
@@ -541,7 +543,7 @@ class ProtRedPriorTrainingMaps(RelionRunnerMixin, EMProtocol):
 
     def _shippedChains(self):
         if training_set is None or not hasattr(training_set, 'load_training_chains'):
-            raise RuntimeError('redprior.core.training_set is not available: the shipped '
+            raise RuntimeError('redprior.core.training_data.structure_set is not available: the shipped '
                                'training set cannot be used.')
         return training_set.load_training_chains(self._manifestPath())
 
@@ -555,7 +557,8 @@ class ProtRedPriorTrainingMaps(RelionRunnerMixin, EMProtocol):
     def _groundTruth(self, s):
         """(map, pixel size) of one structure; refuses reserved structures (defence in depth:
         _validate checks too, but a run can be started without it)."""
-        from redprior.core import mrcio, structure
+        from redprior.core.io import mrc as mrcio
+        from redprior.core.simulation import structure
         if s['kind'] == 'map':
             if s['source'] != s['path']:
                 self._checkReserved(s['source'])
@@ -574,7 +577,7 @@ class ProtRedPriorTrainingMaps(RelionRunnerMixin, EMProtocol):
 
     def _checkReserved(self, pathOrStructure, label=None, reserved=None):
         if training_set is None:
-            raise RuntimeError('redprior.core.training_set is not available: atomic models '
+            raise RuntimeError('redprior.core.training_data.structure_set is not available: atomic models '
                                'cannot be checked against the reserved structures.')
         try:
             return training_set.check_not_reserved(pathOrStructure, reserved=reserved)
@@ -692,7 +695,7 @@ class ProtRedPriorTrainingMaps(RelionRunnerMixin, EMProtocol):
         return errors
 
     def _validateModels(self):
-        from redprior.core import structure
+        from redprior.core.simulation import structure
         models = list(self._iterItems(self.inputAtomStructs))
         if not models:
             return ['Give at least one atomic model.']
@@ -717,8 +720,8 @@ class ProtRedPriorTrainingMaps(RelionRunnerMixin, EMProtocol):
 
     def _validateShipped(self):
         if training_set is None or not hasattr(training_set, 'load_training_chains'):
-            # TODO: drop once redprior.core.training_set is part of every installation
-            return ['The shipped training set needs redprior.core.training_set, which is not '
+            # TODO: drop once redprior.core.training_data.structure_set is part of every installation
+            return ['The shipped training set needs redprior.core.training_data.structure_set, which is not '
                     'installed.']
         path = self._manifestPath()
         if not path or not os.path.exists(path):
@@ -728,7 +731,7 @@ class ProtRedPriorTrainingMaps(RelionRunnerMixin, EMProtocol):
 
     def _reservedChains(self, errors):
         if training_set is None:
-            errors.append('redprior.core.training_set is not available: inputs cannot be checked '
+            errors.append('redprior.core.training_data.structure_set is not available: inputs cannot be checked '
                           'against the structures reserved for evaluation.')
             return None
         try:

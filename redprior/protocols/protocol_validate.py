@@ -103,7 +103,9 @@ class ProtRedPriorValidate(EMProtocol):
         self._insertFunctionStep(self.createOutputStep, needsGPU=False)
 
     def computeFscStep(self, signature):
-        from redprior.core import mrcio, report, validation
+        from redprior.core.io import mrc as mrcio
+        from redprior.core.validation import report
+        from redprior.core.validation import metrics as validation
         vol = self.inputVolume.get()
         pixel = vol.getSamplingRate()
         h1p, h2p = self._halfMapPaths()
@@ -141,7 +143,7 @@ class ProtRedPriorValidate(EMProtocol):
         validation.save_json(res, self._getExtraPath(MAPS_JSON))
 
     def computePosesStep(self, trueId, refinedId, symmetry, align):
-        from redprior.core import validation
+        from redprior.core.validation import metrics as validation
         ids_t, R_t, s_t = posesFromSet(self.trueParticles.get())
         ids_r, R_r, s_r = posesFromSet(self.refinedParticles.get())
         common, it, ir = np.intersect1d(ids_t, ids_r, return_indices=True)
@@ -163,7 +165,8 @@ class ProtRedPriorValidate(EMProtocol):
         validation.save_json(poses, self._getExtraPath(POSES_JSON))
 
     def reportStep(self):
-        from redprior.core import report, validation
+        from redprior.core.validation import report
+        from redprior.core.validation import metrics as validation
         res = validation.load_json(self._getExtraPath(MAPS_JSON))
         if os.path.exists(self._getExtraPath(POSES_JSON)):
             res['poses'] = validation.load_json(self._getExtraPath(POSES_JSON))
@@ -219,7 +222,7 @@ class ProtRedPriorValidate(EMProtocol):
         return halves[0], halves[1]
 
     def _readMap(self, path):
-        from redprior.core import mrcio
+        from redprior.core.io import mrc as mrcio
         if os.path.splitext(path)[1].lower() not in MRC_EXTENSIONS:
             # e.g. Spider/Xmipp maps from other plugins: the core reads MRC only
             from pwem.emlib.image import ImageHandler
@@ -255,7 +258,7 @@ class ProtRedPriorValidate(EMProtocol):
         return Plugin.missingPythonPackages('mrcfile')
 
     def _validate(self):
-        from redprior.core import angles
+        from redprior.core.geometry import rotations as angles
         errors = []
         vol = self.inputVolume.get()
         if vol is None:
@@ -336,7 +339,7 @@ class ProtRedPriorValidate(EMProtocol):
         res = self.getResults()
         if not res:
             return ['Not run yet: will validate %s.' % (self.inputVolume.get() or 'the map')]
-        from redprior.core import report
+        from redprior.core.validation import report
         lines = report.summary_lines(res)
         lines.append('Resolution (FSC 0.143 / 0.5):')
         lines += ['  %s: %s / %s' % row for row in report.resolution_rows(res)]

@@ -2,7 +2,7 @@
 from pwem.protocols import ProtImportPdb
 
 from redprior import constants as C
-from redprior.core import structure
+from redprior.core.simulation import structure
 from redprior.protocols import ProtRedPriorSimulate
 
 

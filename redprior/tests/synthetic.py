@@ -1,7 +1,7 @@
 """Synthetic test maps (no Scipion import, so core tests can use them too)."""
 import numpy as np
 
-from redprior.core.structure import nyquist_sphere
+from redprior.core.simulation.structure import nyquist_sphere
 
 
 def blobs(n, seed, k=12):

@@ -9,8 +9,12 @@ import unittest
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from redprior.core import align3d, angles, consensus, simulate, structure
-from redprior.core.consensus import PoseSet
+from redprior.core.geometry import align3d
+from redprior.core.geometry import rotations as angles
+from redprior.core.validation import consensus
+from redprior.core.simulation import particles as simulate
+from redprior.core.simulation import structure
+from redprior.core.validation.consensus import PoseSet
 
 BOX, PIXEL = 32, 4.0
 
@@ -245,7 +249,7 @@ class TestVolumeAlignment(unittest.TestCase):
             self.assertGreater(cc(RA, oA).min(), 0.995, mirrored)
             self.assertLess(cc(T.rotation @ RB, oA).mean(), 0.9)      # G on the left: wrong
             self.assertLess(cc(RA, oB - (RA @ T.shift_A)[:, :2]).mean(), 0.9)  # sign of t
-            # and core.angles' convention says the same: R_A = mirror^h(R_B) @ G
+            # and core.geometry.rotations' convention says the same: R_A = mirror^h(R_B) @ G
             Rm = angles.mirror(RB) if mirrored else RB
             np.testing.assert_allclose(Rm @ T.G, RA, atol=1e-12)
 
@@ -275,7 +279,7 @@ class TestVolumeAlignment(unittest.TestCase):
         np.testing.assert_allclose(out['curves'][(0, 1)][1:], 1.0, atol=1e-6)
         self.assertEqual(len(out['freq']), BOX // 2 + 1)
         # a mask keeps the result finite and symmetric
-        from redprior.core.masks import spherical_mask
+        from redprior.core.geometry.masks import spherical_mask
         masked = consensus.cross_fsc([self.A, noisy], PIXEL, mask=spherical_mask(BOX, 12))
         self.assertEqual(masked['res05'][0, 1], masked['res05'][1, 0])
 

@@ -9,13 +9,14 @@ import os
 import numpy as np
 import pytest
 
-from redprior.core import single_pass as SP
-from redprior.core import training as TR
-from redprior.core import training_pairs as TP
-from redprior.core.fourier import lowpass, radial_index_rfft, rfft_centred
-from redprior.core.fsc import correlation
-from redprior.core.masks import spherical_mask
-from redprior.core.mrcio import write_map
+from redprior.core.denoiser import single_pass as SP
+from redprior.core.denoiser import training as TR
+from redprior.core.training_data import pairs as TP
+from redprior.core.fourier.grid import shell_index
+from redprior.core.fourier.filters import lowpass, rfft_centred
+from redprior.core.fourier.fsc import correlation
+from redprior.core.geometry.masks import spherical_mask
+from redprior.core.io.mrc import write_map
 from redprior.tests.synthetic import blobs
 
 BOX, PX = 16, 3.0
@@ -36,7 +37,7 @@ def store(tmp_path_factory):
 
 def shell_amplitudes(vol):
     ft = np.abs(rfft_centred(vol)).ravel()
-    shells = radial_index_rfft(vol.shape[0]).ravel()
+    shells = shell_index(vol.shape[0]).ravel()
     return np.bincount(shells, ft ** 2)
 
 
@@ -140,8 +141,8 @@ def test_validation_split_by_structure(store):
 
 # ----------------------------------------------------------------------------- training
 def test_unet_train_save_reload_continue(store, tmp_path):
-    from redprior.core.denoiser import Denoiser, read_metadata
-    from redprior.core.unet import build_unet
+    from redprior.core.denoiser.model import Denoiser, read_metadata
+    from redprior.core.denoiser.unet import build_unet
 
     import keras
     keras.utils.set_random_seed(0)

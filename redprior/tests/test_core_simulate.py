@@ -9,14 +9,16 @@ import subprocess
 
 import mrcfile
 import numpy as np
+
+from redprior.core.fourier.grid import frequency_axes
 import pytest
 
-from redprior.core import particles_star as P
-from redprior.core import simulate as S
-from redprior.core import structure as T
-from redprior.core.fourier import lowpass
-from redprior.core.fsc import correlation
-from redprior.core.mrcio import read_map, write_map
+from redprior.core.io import star_particles as P
+from redprior.core.simulation import particles as S
+from redprior.core.simulation import structure as T
+from redprior.core.fourier.filters import lowpass
+from redprior.core.fourier.fsc import correlation
+from redprior.core.io.mrc import read_map, write_map
 
 HAVE_RELION = shutil.which("relion_reconstruct") is not None
 PX = 3.0
@@ -97,9 +99,7 @@ def test_fourier_slice_matches_direct_dft():
     c = n // 2
     r = np.arange(n) - c
     Z, Y, X = np.meshgrid(r, r, r, indexing="ij")
-    ky = np.fft.fftfreq(n) * n
-    kx = np.fft.rfftfreq(n) * n
-    KY, KX = np.meshgrid(ky, kx, indexing="ij")
+    KY, KX = frequency_axes(n, 2)  # exact integers (fftfreq * n misplaces |k| = n/2)
     inside = KX ** 2 + KY ** 2 <= (n / 2) ** 2
     errs = []
     for i in range(len(R)):

@@ -14,8 +14,8 @@ import gemmi
 import numpy as np
 import pytest
 
-from redprior.core import training_set as TS
-from redprior.core.structure import DEMO_MODEL
+from redprior.core.training_data import structure_set as TS
+from redprior.core.simulation.structure import DEMO_MODEL
 
 HAVE_TM = TS.have_tmtools()
 HAVE_PRODY = importlib.util.find_spec("prody") is not None

@@ -1,4 +1,4 @@
-"""Known-answer tests of core.angles, core.validation and core.report (pure numpy, seconds).
+"""Known-answer tests of core.geometry.rotations, core.validation.metrics and core.validation.report (pure numpy, seconds).
 
 Run with `python -m pytest redprior/tests/test_core_validation.py`.
 """
@@ -10,9 +10,13 @@ import unittest
 
 import numpy as np
 
-from redprior.core import angles, fourier, report, validation
-from redprior.core.fsc import fsc
-from redprior.core.simulate import euler_to_matrix, uniform_rotations
+from redprior.core.geometry import rotations as angles
+from redprior.core.fourier import filters as fourier
+from redprior.core.fourier.grid import radius2
+from redprior.core.validation import report
+from redprior.core.validation import metrics as validation
+from redprior.core.fourier.fsc import fsc
+from redprior.core.simulation.particles import euler_to_matrix, uniform_rotations
 
 GROUPS = {'C1': 1, 'C2': 2, 'C4': 4, 'C7': 7, 'D2': 4, 'D3': 6, 'D7': 14, 'T': 12, 'O': 24,
           'I': 60, 'I1': 60, 'I2': 60, 'I3': 60, 'I4': 60}
@@ -242,40 +246,14 @@ class TestFsc(unittest.TestCase):
         snr = a[:box // 2 + 1] ** 2
         expected = snr / (1.0 + snr)
         # standard error of a shell correlation ~ (1 - rho^2) / sqrt(coefficients in shell)
-        from redprior.core.fourier import radial_index_rfft
-        counts = np.bincount(radial_index_rfft(box).ravel(), minlength=box)[:box // 2 + 1]
+        from redprior.core.fourier.grid import shell_index
+        counts = np.bincount(shell_index(box).ravel(), minlength=box)[:box // 2 + 1]
         tol = 4.0 * (1.0 - expected ** 2) / np.sqrt(counts) + 0.01
         shells = np.arange(3, box // 2 + 1)
         np.testing.assert_array_less(np.abs(curve - expected)[shells], tol[shells])
         # and the curve really spans the range (the test is not trivially loose)
         self.assertGreater(expected[3], 0.85)
         self.assertLess(expected[-1], 0.05)
-
-
-class TestResolution(unittest.TestCase):
-    def test_crossing(self):
-        curve = np.array([1.0, 0.99, 0.9, 0.6, 0.3, 0.1, 0.05, 0.2, 0.0])
-        r = validation.resolution(curve, 16, 2.0, 0.143)
-        self.assertTrue(r['crossed'])
-        self.assertEqual(r['shell'], 4)
-        self.assertAlmostEqual(r['resolution_A'], 16 * 2.0 / 4)
-        self.assertEqual(r['text'], '8.00 A')
-        self.assertEqual(validation.resolution(curve, 16, 2.0, 0.5)['shell'], 3)
-
-    def test_never_crosses(self):
-        curve = np.linspace(1.0, 0.3, 17)
-        r = validation.resolution(curve, 32, 1.5, 0.143)
-        self.assertFalse(r['crossed'])
-        self.assertIsNone(r['resolution_A'])
-        self.assertEqual(r['limit_A'], 3.0)
-        self.assertIn('better than Nyquist (3.00 A)', r['text'])
-        self.assertIn('never crosses 0.143', r['text'])
-
-    def test_below_from_first_shell(self):
-        r = validation.resolution(np.array([1.0, 0.1, 0.0, 0.0, 0.0]), 8, 2.0, 0.143)
-        self.assertTrue(r['crossed'])
-        self.assertIsNone(r['resolution_A'])
-        self.assertIn('worse than 16.0 A', r['text'])
 
 
 class TestPhaseRandomisation(unittest.TestCase):
@@ -292,7 +270,7 @@ class TestPhaseRandomisation(unittest.TestCase):
         r = validation.randomise_phases(self.h1, 8, seed=3)
         f0, f1 = np.fft.rfftn(self.h1), np.fft.rfftn(r)
         np.testing.assert_allclose(np.abs(f1), np.abs(f0), rtol=1e-6, atol=1e-9)
-        low = validation._k_squared(self.box, 3) < 64
+        low = radius2(self.box, 3) < 64
         np.testing.assert_allclose(f1[low], f0[low], rtol=1e-9, atol=1e-9)
         self.assertLess(abs(np.corrcoef(f1[~low].real, f0[~low].real)[0, 1]), 0.1)
 
@@ -316,8 +294,8 @@ class TestPhaseRandomisation(unittest.TestCase):
         np.testing.assert_allclose(out['masked'], out['unmasked'], atol=1e-12)
         # the randomised halves are independent beyond the randomisation shell: their FSC is
         # noise around 0, so the correction changes each shell by no more than that noise
-        from redprior.core.fourier import radial_index_rfft
-        counts = np.bincount(radial_index_rfft(self.box).ravel())[:self.box // 2 + 1]
+        from redprior.core.fourier.grid import shell_index
+        counts = np.bincount(shell_index(self.box).ravel())[:self.box // 2 + 1]
         tol = 4.0 / np.sqrt(counts * 4)          # 4 randomisations are averaged
         beyond = np.arange(out['randomise_shell'] + 2, self.box // 2 + 1)
         np.testing.assert_array_less(np.abs(out['random'][beyond]), tol[beyond])
@@ -339,7 +317,7 @@ class TestPhaseRandomisation(unittest.TestCase):
     def test_tight_mask_is_corrected_down(self):
         # A sharp-edged mask correlates the noise of the halves: the masked FSC is inflated,
         # the phase-randomised FSC measures that and the correction removes it.
-        from redprior.core.masks import spherical_mask
+        from redprior.core.geometry.masks import spherical_mask
         sharp = spherical_mask(self.box, 6, soft_px=0)
         out = validation.half_map_fscs(self.h1, self.h2, sharp, self.box, self.pixel)
         beyond = np.arange(out['randomise_shell'] + 2, self.box // 2 + 1)
@@ -425,7 +403,7 @@ class TestValidateMaps(unittest.TestCase):
             validation.validate_maps(h1, h2, self.pixel, mask=2 * np.ones_like(h1))
 
     def test_given_mask_and_resolution(self):
-        from redprior.core.masks import spherical_mask
+        from redprior.core.geometry.masks import spherical_mask
         h1, h2 = self.halves(0)
         res = validation.validate_maps(h1, h2, self.pixel, mask=spherical_mask(self.box, 14),
                                        randomise_from_A=20.0)

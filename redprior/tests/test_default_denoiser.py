@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 
 from redprior.core.prior import schedule
-from redprior.core import single_pass as SP
-from redprior.core import structure
-from redprior.core import training_pairs as TP
-from redprior.core.denoiser import DEFAULT_MODEL, Denoiser, metadata_path, read_metadata
-from redprior.core.masks import solvent_mask
+from redprior.core.denoiser import single_pass as SP
+from redprior.core.simulation import structure
+from redprior.core.training_data import pairs as TP
+from redprior.core.denoiser.model import DEFAULT_MODEL, Denoiser, metadata_path, read_metadata
+from redprior.core.geometry.masks import solvent_mask
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RESOLUTIONS = (4.5, 5.0, 5.5, 6.0, 6.5, 7.0, 7.5, 8.0, 9.0, 12.0, 16.0)
@@ -87,7 +87,7 @@ def test_held_out_structure_at_demo_pixel_size(model):
 def test_training_command_small(tmp_path):
     """The documented command, on 4 structures for a few steps: a model that loads and
     denoises, its report and the held-out figures."""
-    from redprior.core import training_set
+    from redprior.core.training_data import structure_set as training_set
 
     # four chains of 2GTL that fit the 128 A box and ship with tmtools (always installed), so
     # that the test does not depend on the optional training sources

@@ -10,14 +10,16 @@ import shutil
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 from redprior.core.prior import schedule
 from redprior.core.prior.exrecon import main as exrecon_main, read_log
-from redprior.core.fsc import correlation
-from redprior.core.mrcio import read_map, write_map
-from redprior.core import particles_star, simulate, structure, fourier
+from redprior.core.fourier.fsc import correlation
+from redprior.core.io.mrc import read_map, write_map
+from redprior.core.io import star_particles as particles_star
+from redprior.core.simulation import particles as simulate
+from redprior.core.simulation import structure
+from redprior.core.fourier import filters as fourier
 
 pytestmark = pytest.mark.skipif(shutil.which("relion_refine") is None,
                                 reason="RELION is not installed (apt-get install relion)")
@@ -96,17 +98,11 @@ def test_cwred_schedule():
     assert schedule.cwred_lambda(7.25) == pytest.approx(0.5)
     assert schedule.schedule_lambda("gaussian", 3.0) == 0.0
     assert schedule.schedule_lambda("red", 30.0, red_lambda=0.7) == 0.7
-    # resolution read-out: the last shell before the FSC first drops below 0.143
-    fsc = np.array([1, 0.99, 0.9, 0.5, 0.2, 0.1, 0.3, 0.05])
-    assert schedule.resolution_from_fsc(fsc, 14, 2.0) == pytest.approx(14 * 2.0 / 4)
-    # never crossing -> Nyquist, not an inverted check that always says Nyquist
-    assert schedule.resolution_from_fsc(np.ones(8), 14, 2.0) == pytest.approx(4.0)
-    assert schedule.resolution_from_fsc(np.array([1, 0.1, 0.9]), 4, 2.0) == float("inf")
 
 
 def test_continue_keeps_prior(dataset):
     """An interrupted refinement continued with --continue still calls the hook with the prior."""
-    from redprior.core.denoiser import write_builtin_model
+    from redprior.core.denoiser.model import write_builtin_model
     from redprior.core.relion.run_folder import last_optimiser
 
     out = dataset / "cont"

@@ -20,7 +20,9 @@ from pyworkflow.tests import BaseTest, setupTestProject
 from pyworkflow.viewer import DESKTOP_TKINTER
 
 from redprior import constants as C
-from redprior.core import align3d, angles, mrcio
+from redprior.core.geometry import align3d
+from redprior.core.geometry import rotations as angles
+from redprior.core.io import mrc as mrcio
 from redprior.tests.common import simulateDemoParticles
 from redprior.protocols import ProtRedPriorConsensus
 from redprior.protocols.protocol_consensus import FRAME_FROM_POSES
@@ -101,7 +103,7 @@ class TestRedPriorConsensus(BaseTest):
     # ------------------------------------------------------------------ tests
     def test_matrix_conversion(self):
         # Scipion ALIGN_PROJ matrix <-> RELION pose, against the simulation's STAR file
-        from redprior.core import particles_star
+        from redprior.core.io import star_particles as particles_star
         star = particles_star.read_particles(
             self.sim._getExtraPath(C.SIM_PARTICLES_NAME + '.star'))
         poses = ProtRedPriorConsensus.readPoses(self.sim.outputParticles)

@@ -15,8 +15,8 @@ from pyworkflow.tests import BaseTest, setupTestProject
 
 from redprior.core.prior import schedule
 from redprior.core.prior.exrecon import read_log
-from redprior.core.fsc import fsc, resolution_at
-from redprior.core.mrcio import read_map, write_map
+from redprior.core.fourier.fsc import fsc, read_resolution
+from redprior.core.io.mrc import read_map, write_map
 from redprior.protocols import ProtRedPriorRefine
 from redprior.tests.common import simulateDemoParticles
 from redprior.protocols.protocol_refine import PRIOR_CWRED, PRIOR_GAUSSIAN, PRIOR_RED
@@ -50,7 +50,7 @@ class TestRedPriorRefine(BaseTest):
         # the map must resemble the truth (FSC to ground truth at 0.5 better than 15 A)
         gt, _ = read_map(self.sim.outputVolume.getFileName())
         m, _ = read_map(vol.getFileName())
-        res05, _ = resolution_at(fsc(gt, m), BOX, PIXEL, 0.5)
+        res05 = read_resolution(fsc(gt, m), BOX, PIXEL, 0.5).bound_A
         self.assertLess(res05, 15.0)
         return summary
 

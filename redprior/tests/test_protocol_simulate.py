@@ -21,8 +21,9 @@ from pyworkflow.viewer import DESKTOP_TKINTER
 
 import redprior
 from redprior import constants as C
-from redprior.core import particles_star, structure
-from redprior.core.simulate import euler_to_matrix
+from redprior.core.io import star_particles as particles_star
+from redprior.core.simulation import structure
+from redprior.core.simulation.particles import euler_to_matrix
 from redprior.protocols import ProtRedPriorSimulate
 
 BOX, PIXEL, N_PART, SNR = 40, 3.0, 200, 0.1
@@ -137,7 +138,8 @@ class TestRedPriorSimulate(BaseTest):
             self.assertEqual(vol.getDim(), (BOX, BOX, BOX))
             self.assertAlmostEqual(vol.getSamplingRate(), PIXEL)
             self.assertTrue(os.path.exists(vol.getFileName()))
-        from redprior.core import fsc, mrcio
+        from redprior.core.fourier import fsc
+        from redprior.core.io import mrc as mrcio
         truth, px = mrcio.read_map(self.prot.outputVolume.getFileName())
         init, _ = mrcio.read_map(self.prot.outputInitialModel.getFileName())
         self.assertAlmostEqual(px, PIXEL, places=3)
@@ -148,8 +150,8 @@ class TestRedPriorSimulate(BaseTest):
         shells = fsc.shell_resolutions(BOX, PIXEL)
         self.assertGreater(curve[shells > 40].min(), 0.99)
         # beyond 20 A the initial model has (numerically) no power left
-        from redprior.core.fourier import radial_index_rfft
-        high = radial_index_rfft(BOX) >= BOX * PIXEL / 20.0
+        from redprior.core.fourier.grid import shell_index
+        high = shell_index(BOX) >= BOX * PIXEL / 20.0
         ratio = (np.abs(np.fft.rfftn(init)[high]) ** 2).sum() / \
             (np.abs(np.fft.rfftn(truth)[high]) ** 2).sum()
         self.assertLess(ratio, 1e-6)
@@ -175,7 +177,7 @@ class TestRedPriorSimulate(BaseTest):
         self.assertAlmostEqual(self.info['snr_requested'], SNR)
         self.assertLess(abs(self.info['snr_measured'] / SNR - 1.0), 0.10, self.info)
         # and the noise really is that strong in the written stack
-        from redprior.core import mrcio
+        from redprior.core.io import mrc as mrcio
         stack, _ = mrcio.read_map(self.prot._getExtraPath(C.SIM_PARTICLES_NAME + '.mrcs'))
         self.assertEqual(stack.shape, (N_PART, BOX, BOX))
         total_var = float(stack.astype(np.float64).var(axis=(1, 2)).mean())
@@ -229,7 +231,7 @@ class TestRedPriorSimulate(BaseTest):
 
     def test_volume_input_scale_no_ctf(self):
         # Volume source (the ground truth above), noise by scale factor, no CTF.
-        from redprior.core import simulate
+        from redprior.core.simulation import particles as simulate
         scale = 0.5
         prot = self.newProtocol(ProtRedPriorSimulate, objLabel='simulate from volume',
                                 inputSource=C.SOURCE_VOLUME,
@@ -247,7 +249,7 @@ class TestRedPriorSimulate(BaseTest):
         self.assertEqual(parts.getAlignment(), ALIGN_PROJ)
         self.assertEqual(prot.outputVolume.getDim(), (BOX, BOX, BOX))
         # measured SNR agrees with the prediction from the scale factor (50 vs 200 draws)
-        from redprior.core import mrcio
+        from redprior.core.io import mrc as mrcio
         vol, _ = mrcio.read_map(prot.outputVolume.getFileName())
         expected = simulate.snr_for_scale(vol, PIXEL, scale)
         self.assertLess(abs(info['snr_measured'] / expected - 1.0), 0.25,

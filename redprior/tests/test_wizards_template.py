@@ -19,7 +19,9 @@ from pyworkflow.viewer import DESKTOP_TKINTER
 
 import redprior
 from redprior import constants as C
-from redprior.core import fourier, mrcio, structure
+from redprior.core.fourier import filters as fourier
+from redprior.core.io import mrc as mrcio
+from redprior.core.simulation import structure
 from redprior.protocols import ProtRedPriorRefine, ProtRedPriorSimulate
 from redprior.protocols.protocol_refine import PRIOR_CWRED, PRIOR_GAUSSIAN
 from redprior.wizards import (RedPriorCwThresholdsWizard, RedPriorInitialLowpassWizard,
@@ -112,7 +114,7 @@ class TestRefineWizards(BaseTest):
 
     def test_thresholds_of_the_shipped_denoiser(self):
         # no model chosen: the refinement will use the shipped one, so the wizard reads its curve
-        from redprior.core.denoiser import DEFAULT_MODEL, read_metadata
+        from redprior.core.denoiser.model import DEFAULT_MODEL, read_metadata
         meta = read_metadata(DEFAULT_MODEL)
         form = self._show(RedPriorCwThresholdsWizard, self._refine(), 'cwLow')
         # trained on Gaussian noise, its single-pass gain does not fall off at low resolution,

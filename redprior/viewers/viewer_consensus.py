@@ -2,7 +2,7 @@
 difference histograms.
 
 Each view returns [EmPlotter] (matplotlib), so it shows in the GUI and can be saved headless
-with plotter.savefig(path). The drawing itself is core.consensus.draw_figure, shared with the
+with plotter.savefig(path). The drawing itself is core.validation.consensus.draw_figure, shared with the
 run's HTML report.
 """
 import logging
@@ -23,7 +23,7 @@ class RedPriorConsensusViewer(ProtocolViewer):
     _targets = [ProtRedPriorConsensus]
     _environments = [DESKTOP_TKINTER, WEB_DJANGO]
 
-    # key of the form -> name of the figure in core.consensus.FIGURES
+    # key of the form -> name of the figure in core.validation.consensus.FIGURES
     VIEWS = {'displayCrossFsc': 'cross_fsc', 'displayFscCurves': 'fsc_curves',
              'displayAngles': 'angles', 'displayShifts': 'shifts'}
 
@@ -42,7 +42,7 @@ class RedPriorConsensusViewer(ProtocolViewer):
                 for key, name in self.VIEWS.items()}
 
     def _load(self):
-        from redprior.core import consensus
+        from redprior.core.validation import consensus
         folder = self.protocol._getExtraPath()
         if not os.path.exists(os.path.join(folder, consensus.RESULT_JSON)):
             self._error('%s does not exist: has the protocol finished?'
@@ -58,7 +58,7 @@ class RedPriorConsensusViewer(ProtocolViewer):
             logger.warning(msg)
 
     def _show(self, name):
-        from redprior.core import consensus
+        from redprior.core.validation import consensus
         data, arrays = self._load()
         if data is None:
             return []

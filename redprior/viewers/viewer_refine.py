@@ -89,7 +89,7 @@ class RedPriorRefineViewer(ProtocolViewer):
         return fig
 
     def plotSlices(self):
-        from redprior.core.mrcio import read_map
+        from redprior.core.io.mrc import read_map
         vol = self.protocol.outputVolume
         files = [str(f) for f in vol.getHalfMaps(asList=True)] + [vol.getFileName()]
         names = ['half 1', 'half 2', 'final']

@@ -62,7 +62,7 @@ class RedPriorSimulateViewer(ProtocolViewer):
             return np.array(data[:count], dtype=np.float32)
 
     def _readMap(self, name):
-        from redprior.core import mrcio
+        from redprior.core.io import mrc as mrcio
         return mrcio.read_map(self._extra(name))[0]
 
     def _missing(self, path):
@@ -100,7 +100,7 @@ class RedPriorSimulateViewer(ProtocolViewer):
     def _starAngles(self, count):
         """True (rot, tilt, psi) of the first particles, None if unreadable."""
         try:
-            from redprior.core import particles_star
+            from redprior.core.io import star_particles as particles_star
             parts = particles_star.read_particles(self._extra(C.SIM_PARTICLES_NAME + '.star'))
             return np.stack([parts['rot'], parts['tilt'], parts['psi']], axis=1)[:count]
         except Exception:

@@ -238,7 +238,7 @@ class RedPriorTrainDenoiserViewer(ProtocolViewer):
                 'showShellLambda': lambda p: [_show(self.plotShellLambda())]}
 
     def _meta(self):
-        from redprior.core.denoiser import metadata_path
+        from redprior.core.denoiser.model import metadata_path
         return _readJson(metadata_path(self.protocol.getModelPath()))
 
     def plotLoss(self):

@@ -1,7 +1,7 @@
 """Views of a 'resolution and validation report' run: FSC curves and pose-error histograms.
 
 Each view returns [EmPlotter] (matplotlib), so it shows in the GUI and can be saved headless
-with plotter.savefig(path). The figures are drawn by redprior.core.report, the same code that
+with plotter.savefig(path). The figures are drawn by redprior.core.validation.report, the same code that
 writes the report's PNGs.
 """
 import logging
@@ -53,7 +53,7 @@ class RedPriorValidateViewer(ProtocolViewer):
 
     # ------------------------------------------------------------------ views
     def _showFsc(self, paramName=None):
-        from redprior.core import report
+        from redprior.core.validation import report
         res = self._results()
         if not res:
             return []
@@ -80,7 +80,7 @@ class RedPriorValidateViewer(ProtocolViewer):
         return [viewer.plotter]
 
     def _showPoses(self, paramName=None):
-        from redprior.core import report
+        from redprior.core.validation import report
         res = self._results()
         poses = res.get('poses') if res else None
         if not poses:

@@ -21,7 +21,7 @@ from redprior.protocols import ProtRedPriorRefine, ProtRedPriorSimulate
 PAPER_CW_LOW, PAPER_CW_HIGH = 10.0, 4.5
 
 # Mask rule: the reference low-passed to 15 A and thresholded at 10 % of its maximum (the
-# recipe of core.masks.solvent_mask); the farthest such voxel from the box centre (where
+# recipe of core.geometry.masks.solvent_mask); the farthest such voxel from the box centre (where
 # RELION centres its circular mask) gives the radius.
 MASK_LOWPASS_A, MASK_THRESHOLD = 15.0, 0.1
 MASK_MARGIN = 0.10          # diameter + 10 %: RELION's soft edge must not eat density
@@ -47,7 +47,7 @@ def denoiserThresholds(modelPath):
     training code carry the same numbers as top-level 'cw_low'/'cw_high', accepted too.
     Raises WizardError when the model has no usable suggestion.
     """
-    from redprior.core.denoiser import DenoiserError, metadata_path, read_metadata
+    from redprior.core.denoiser.model import DenoiserError, metadata_path, read_metadata
     try:
         meta = read_metadata(modelPath)
     except DenoiserError as exc:
@@ -84,7 +84,7 @@ def _volumePath(vol):
 
 def particleExtent(data, pixel):
     """Largest distance (A) from the box centre of the thresholded, low-passed map."""
-    from redprior.core.masks import solvent_mask
+    from redprior.core.geometry.masks import solvent_mask
     # no dilation, no soft edge: the bare thresholded region
     binary = solvent_mask(data, pixel, lowpass_A=MASK_LOWPASS_A, threshold=MASK_THRESHOLD,
                           extend_px=0, soft_px=0) > 0.5
@@ -99,7 +99,7 @@ def particleExtent(data, pixel):
 
 def maskDiameter(data, pixel):
     """(diameter A, info dict) for RELION's --particle_diameter from a reference map."""
-    from redprior.core.mrcio import check_cube
+    from redprior.core.io.mrc import check_cube
     check_cube(data)
     box = data.shape[0]
     radius = particleExtent(data, pixel)
@@ -172,7 +172,7 @@ class RedPriorMaskDiameterWizard(EmWizard):
     _targets = [(ProtRedPriorRefine, ['particleDiameter'])]
 
     def show(self, form, *params):
-        from redprior.core.mrcio import MapError, read_map
+        from redprior.core.io.mrc import MapError, read_map
         ref = form.protocol.referenceVolume.get()
         if ref is None:
             form.showError('Choose the initial 3D reference first: the particle\'s extent is '

@@ -13,7 +13,7 @@ from redprior.protocols import ProtRedPriorSimulate
 def noiseConversion(protocol, fromParam):
     """(target param name, value, message) converting the protocol's current snr or
     scaleFactor (fromParam) into the other one, on the protocol's actual input map."""
-    from redprior.core import simulate
+    from redprior.core.simulation import particles as simulate
     vol, pixel, _ = protocol.computeGroundTruth()
     ctf = protocol.getCtfSettings()
     where = 'box %d, %g A/px, CTF %s' % (vol.shape[0], pixel, 'on' if ctf else 'off')

@@ -18,9 +18,11 @@ import time
 
 import numpy as np
 
+from redprior.core.fourier.fsc import read_resolution
+
 from . import schedule
-from ..relion.contract import ContractError, cleanup, load_fourier, read_job, write_result
-from ..relion.reconstruct import Reconstructor
+from redprior.core.relion.contract import ContractError, cleanup, load_fourier, read_job, write_result
+from redprior.core.relion.reconstruct import Reconstructor
 from .update import red_update, unregularised_map
 
 LOG_HEADER = "# redprior external reconstruct log: one line per RELION call\n"
@@ -116,7 +118,11 @@ def run(args):
     if not (np.all(np.isfinite(b)) and np.all(np.isfinite(k))):
         raise ContractError(f"RELION's data for {args.star} contain NaN or infinite values.")
     angpix = args.angpix if args.angpix > 0 else 1.0
-    resolution = schedule.resolution_from_fsc(job.fsc, job.ori_size, angpix, args.fsc_threshold)
+    # the schedule's resolution: RELION's gold-standard FSC of this iteration, read by the
+    # one rule (core.fourier.fsc); "never crosses" counts as Nyquist, "below from the first
+    # shell" as the box size (lambda 0)
+    fsc_res = read_resolution(job.fsc, job.ori_size, angpix, args.fsc_threshold)
+    resolution = fsc_res.bound_A
     lam = schedule.schedule_lambda(args.mode, resolution, args.lam, args.cw_low, args.cw_high)
     lam_scalar, shell = lam, None
     if table is not None:
@@ -143,6 +149,7 @@ def run(args):
     if not args.keep:
         cleanup(job)
     rec = {"iteration": job.iteration, "half": job.half, "resolution": _finite(resolution),
+           "resolution_text": fsc_res.text,
            "lambda": lam, "mode": args.mode, "current_size": job.current_size,
            "pad": job.pad, "seconds": round(time.time() - t0, 3), "denoiser": where,
            "star": os.path.basename(args.star)}
@@ -151,21 +158,20 @@ def run(args):
         rec["lambda_shell"] = [round(float(v), 4) for v in shell[:job.r_max + 1]]
     append_log(args.log, rec)
     # RELION runs us with its own stdout, so this line lands live in the protocol's log.
-    res = f"{resolution:.2f} A" if np.isfinite(resolution) else "n/a"
     detail = ""
     if shell is not None:
         used = shell[max(1, args.minres_map):job.r_max + 1]
         detail = (f" (mean over shells; schedule {lam_scalar:.3f}, per-shell lambda "
                   f"{used.min() if len(used) else 0:.3f}-{used.max() if len(used) else 0:.3f})")
     print(f"redprior_exrecon: iteration {job.iteration} half {job.half or 'joined'}: "
-          f"resolution {res}, {args.mode} lambda {lam:.3f}{detail}, {rec['seconds']:.2f} s",
+          f"resolution {fsc_res.text}, {args.mode} lambda {lam:.3f}{detail}, {rec['seconds']:.2f} s",
           flush=True)
     return rec
 
 
 def _shell_table(model):
     """The model's per-shell lambda table; refuses models without one (cwred-shell)."""
-    from ..denoiser import read_metadata  # metadata only: no TensorFlow
+    from redprior.core.denoiser.model import read_metadata  # metadata only: no TensorFlow
 
     meta = read_metadata(model)
     if not schedule.has_shell_table(meta):
@@ -180,12 +186,12 @@ def _shell_table(model):
 def _denoise(args, x_tilde):
     """f(x~), from the worker when one runs, else by loading the model here."""
     if args.worker:
-        from ..worker import denoise_remote
+        from redprior.core.denoiser.worker import denoise_remote
         try:
             return denoise_remote(args.worker, x_tilde, args.angpix), "worker"
         except ConnectionError as exc:
             print(f"redprior_exrecon: {exc}; loading the model in this process", file=sys.stderr)
-    from ..denoiser import Denoiser  # TensorFlow only when it is needed
+    from redprior.core.denoiser.model import Denoiser  # TensorFlow only when it is needed
 
     return Denoiser(args.model)(x_tilde, args.angpix), "in-process"
 
@@ -195,7 +201,7 @@ def _finite(x):
 
 
 def _record(folder, job, x_tilde, angpix, resolution):
-    from ..mrcio import write_map
+    from redprior.core.io.mrc import write_map
 
     os.makedirs(folder, exist_ok=True)
     root = os.path.join(folder, f"it{job.iteration:03d}_half{job.half}")

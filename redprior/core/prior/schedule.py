@@ -10,7 +10,7 @@ different resolution shells"). In cwred-shell the lambda of Fourier shell s is
 where w(d) is the CW-RED ramp of cwred (0 worse than cw_low, 1 better than cw_high) and L_d(s)
 is the denoiser's per-shell table at resolution d: the fraction of the missing correlation of
 x~ in shell s that one denoiser pass recovered on validation maps of about that resolution
-(core.single_pass.per_shell_lambda / lambda_per_shell; 0 where the denoiser does not help).
+(core.denoiser.single_pass.per_shell_lambda / lambda_per_shell; 0 where the denoiser does not help).
 The scalar ramp still decides when the denoiser is trusted at all; the table only takes lambda
 down in the shells where one pass did not add correlation. Since L_d(s) <= 1, cwred-shell is
 never more aggressive than cwred with the same thresholds.
@@ -24,26 +24,6 @@ MODES = (GAUSSIAN, RED, CWRED, CWRED_SHELL)
 # a denoiser's single-pass curve suggests no thresholds of its own.
 CW_LOW_DEFAULT = 10.0
 CW_HIGH_DEFAULT = 4.5
-
-
-def resolution_from_fsc(fsc, ori_size, pixel_size, threshold=0.143):
-    """Nominal resolution (A) from RELION's gold-standard FSC column.
-
-    The resolution is that of the last shell before the FSC first drops below `threshold`
-    (shell 0 ignored). If it never drops, the resolution is Nyquist. If the FSC is below the
-    threshold from shell 1 on, the resolution is 'infinite' (no confidence at all).
-    Note: externprior's `get_confidence_from_fsc` inverts this check and always returns
-    Nyquist, so its confidence weight is always 1; we do not repeat that.
-    """
-    fsc = np.asarray(fsc, dtype=float)
-    below = np.nonzero(fsc[1:] < threshold)[0]
-    if len(below) == 0:
-        shell = len(fsc) - 1
-    else:
-        shell = below[0]  # index in fsc[1:] of the first bad shell = last good shell (1-based)
-    if shell <= 0:
-        return float("inf")
-    return ori_size * pixel_size / float(shell)
 
 
 def cwred_lambda(resolution, low=CW_LOW_DEFAULT, high=CW_HIGH_DEFAULT):
@@ -77,11 +57,11 @@ def has_shell_table(meta):
 def shell_lambda(table, resolution, ori_size, pixel_size, scalar):
     """cwred-shell lambda per shell (index round(r/pad) as core.prior.update.red_update uses it).
 
-    table: the metadata's 'per_shell_lambda' (core.single_pass.metadata_fields); scalar: the
+    table: the metadata's 'per_shell_lambda' (core.denoiser.single_pass.metadata_fields); scalar: the
     cwred part red_lambda * w(d) (schedule_lambda). Returns an array of length ori_size:
     shells beyond Nyquist (the cube's corners, which RELION never fills) are 0.
     """
-    from ..single_pass import lambda_per_shell
+    from redprior.core.denoiser.single_pass import lambda_per_shell
 
     # JSON stores NaN (empty resolution bins) as null
     rows = [[np.nan if v is None else v for v in row] for row in table["lambda"]]

@@ -8,7 +8,7 @@ functions take the call's Reconstructor, so its grids and blob are built once pe
 """
 import numpy as np
 
-from ..relion.reconstruct import map_to_fourier
+from redprior.core.relion.reconstruct import map_to_fourier
 
 
 def unregularised_map(rec, b, k):

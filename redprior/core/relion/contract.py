@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from emtable import Table
 
-from ..mrcio import MapError, read_map, write_map
+from redprior.core.io.mrc import MapError, read_map, write_map
 
 
 def relion_round(x):

@@ -10,20 +10,9 @@ with RELION's 10 Pipe-Menon density-compensation iterations on its odd gridding 
 """
 import numpy as np
 
+from redprior.core.fourier.grid import radius2, real_radius
+
 from .contract import relion_round
-
-
-def _grid_radius2(size):
-    """|k|^2 for the (size, size, size//2+1) rfft layout of a size^3 grid, as exact integers.
-
-    Not fftfreq(size) * size: for sizes that are not powers of 2 (RELION's odd gridding grid
-    P) that gives values like 16.999999999999996, so at pad 2 the ties round(r / pad) with r
-    an odd integer (r = 17, 25, ...) fell into the shell below, and those voxels got the
-    wrong tau2 prior (up to 5% rms off RELION's map where tau2 jumps between shells).
-    """
-    k = (np.arange(size) + size // 2) % size - size // 2  # 0, 1, ..., -2, -1 like fftfreq
-    kr = np.arange(size // 2 + 1)
-    return k[:, None, None] ** 2 + k[None, :, None] ** 2 + kr[None, None, :] ** 2
 
 
 def _regrid(arr, src_size, dst_size, limit):
@@ -57,8 +46,8 @@ class Reconstructor:
         self.limit = int(relion_round(job.pad * job.r_max))
         self.max_r2 = self.limit ** 2
         self.p = 2 * (self.limit + 1) + 1
-        self.inside_m = _grid_radius2(self.m) < self.max_r2
-        self.r2_p = _grid_radius2(self.p)
+        self.inside_m = radius2(self.m) < self.max_r2
+        self.r2_p = radius2(self.p)
         self.inside_p = self.r2_p < self.max_r2
         self.ires_p = relion_round(np.sqrt(self.r2_p) / job.pad)
         self._blob = None
@@ -129,20 +118,19 @@ class Reconstructor:
         return self.to_map(num * w)
 
 
-def _real_space_grids(n, pad):
-    c = np.arange(n) - n // 2
-    r = np.sqrt(c[:, None, None] ** 2 + c[None, :, None] ** 2 + c[None, None, :] ** 2)
-    rval = r / (n * pad)
+def _sinc2(n, pad):
+    """RELION's gridding correction sinc^2(r / (n pad)) on a centred n^3 box."""
+    rval = real_radius(n) / (n * pad)
     with np.errstate(invalid="ignore", divide="ignore"):
         sinc = np.where(rval > 0, np.sin(np.pi * rval) / (np.pi * rval), 1.0)
-    return r, sinc ** 2
+    return sinc ** 2
 
 
 def soft_mask_outside(vol, radius=None, width=3.0):
     """RELION's softMaskOutsideMap: cosine edge, the outside replaced by the outside's mean."""
     n = vol.shape[0]
     radius = n / 2.0 if radius is None else radius
-    r, _ = _real_space_grids(n, 1)
+    r = real_radius(n)
     # weight of the background: 0 inside radius, raised cosine to 1 at radius + width
     bg_w = np.clip((r - radius) / width, 0.0, 1.0)
     bg_w = np.where((r > radius) & (r < radius + width),
@@ -159,7 +147,7 @@ def fourier_to_map(ft, ori_size, pad):
     o = m // 2 - ori_size // 2
     vol = big[o:o + ori_size, o:o + ori_size, o:o + ori_size] * float(ori_size) ** 2
     vol = soft_mask_outside(vol)
-    _, sinc2 = _real_space_grids(ori_size, pad)
+    sinc2 = _sinc2(ori_size, pad)
     return (vol / sinc2).astype(np.float32)
 
 
@@ -171,7 +159,7 @@ def map_to_fourier(vol, pad):
     """
     n = vol.shape[0]
     m = int(round(pad * n))
-    _, sinc2 = _real_space_grids(n, pad)
+    sinc2 = _sinc2(n, pad)
     big = np.zeros((m, m, m), dtype=np.float64)
     o = m // 2 - n // 2
     big[o:o + n, o:o + n, o:o + n] = vol * sinc2 / float(n) ** 2

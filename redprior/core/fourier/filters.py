@@ -1,20 +1,7 @@
-"""Fourier-space helpers on centred real-space boxes (origin at voxel N//2, RELION's convention)."""
+"""Filters and resampling of centred maps (origin at voxel N//2, RELION's convention)."""
 import numpy as np
 
-
-def radial_index_rfft(n, dims=3):
-    """Integer shell index round(|k|) for every voxel of an rfftn grid of an n^dims box."""
-    # integer frequencies (fftfreq * n is inexact for n not a power of 2, which moves
-    # voxels at exact half-integer radii to the wrong shell)
-    k = ((np.arange(n) + n // 2) % n - n // 2).astype(np.float64)
-    kr = np.arange(n // 2 + 1, dtype=np.float64)
-    if dims == 2:
-        ky, kx = np.meshgrid(k, kr, indexing="ij")
-        r = np.sqrt(ky ** 2 + kx ** 2)
-    else:
-        kz, ky, kx = np.meshgrid(k, k, kr, indexing="ij")
-        r = np.sqrt(kz ** 2 + ky ** 2 + kx ** 2)
-    return np.rint(r).astype(np.int64)
+from .grid import shell_index
 
 
 def rfft_centred(vol):
@@ -30,7 +17,7 @@ def irfft_centred(ft, n):
 def shell_filter(vol, per_shell):
     """Multiply the Fourier transform of a map by a per-shell profile (index = shell)."""
     n = vol.shape[0]
-    shells = radial_index_rfft(n, vol.ndim)
+    shells = shell_index(n, vol.ndim)
     prof = np.zeros(shells.max() + 1)
     m = min(len(per_shell), len(prof))
     prof[:m] = per_shell[:m]

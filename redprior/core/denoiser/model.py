@@ -10,7 +10,9 @@ import os
 
 import numpy as np
 
-from .fourier import fourier_resample, pad_or_crop
+from redprior.core.io.shipped import DEFAULT_DENOISER
+
+from redprior.core.fourier.filters import fourier_resample, pad_or_crop
 
 BUILTIN_NAME = "builtin-smooth-positive"
 BUILTIN_DESCRIPTION = (
@@ -21,8 +23,7 @@ BUILTIN_DESCRIPTION = (
 # The denoiser that ships with redprior: trained by scripts/train_default_denoiser.py
 # (redprior/data/denoiser/TRAINING_REPORT.md); what the refine protocol and the demo use
 # when no other model is chosen.
-DEFAULT_MODEL = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                             "data", "denoiser", "redprior_default_denoiser.keras")
+DEFAULT_MODEL = DEFAULT_DENOISER
 
 # The models pool by 2 per level; an input must be divisible by this.
 DEFAULT_MULTIPLE = 8
@@ -172,7 +173,7 @@ def save_model(model, path, meta):
 
     meta must hold box, pixel_size and normalisation (see read_metadata); 'residual' is
     Denoiser's flag (True: the model outputs the noise, Denoiser subtracts it), so models
-    that do their residual subtraction inside (core.unet) are saved with residual False.
+    that do their residual subtraction inside (core.denoiser.unet) are saved with residual False.
     Non-finite numbers are not valid JSON: write them as None.
     """
     missing = [k for k in REQUIRED_KEYS if k not in meta]

@@ -1,8 +1,8 @@
-"""Validation report: PNG figures, one HTML page and a PDF from core.validation results.
+"""Validation report: PNG figures, one HTML page and a PDF from core.validation.metrics results.
 
 Matplotlib is used through Figure objects with the Agg canvas (no pyplot state, no display).
 The plotting functions take axes, so the Scipion viewer draws the same figures.
-Results may be the dicts of core.validation or the same read back from validation.json.
+Results may be the dicts of core.validation.metrics or the same read back from validation.json.
 """
 import datetime
 import html
@@ -13,9 +13,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
 
-from .validation import THRESHOLDS
+from redprior.core.validation.metrics import THRESHOLDS
 
-# (colour, line style, width) per curve key of core.validation
+# (colour, line style, width) per curve key of core.validation.metrics
 CURVE_STYLES = {
     'half_unmasked': ('tab:green', '-', 1.0),
     'half_masked': ('tab:blue', '-', 1.0),

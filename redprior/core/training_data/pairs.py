@@ -13,7 +13,7 @@ combination of low-pass filtered ground truths, which is what update (17) needs)
 Each returns a `Pair` that unpacks as (x, target, fsc, resolution) and carries .seconds (its
 cost) and .mode. `PairStore` keeps pairs on disk, one small .npz each, and streams them back.
 
-Pure numpy (+ finufft through core.simulate); TensorFlow only in PairStore.tf_dataset.
+Pure numpy (+ finufft through core.simulation.particles); TensorFlow only in PairStore.tf_dataset.
 """
 import glob
 import json
@@ -23,11 +23,12 @@ import time
 
 import numpy as np
 
-from .fourier import radial_index_rfft, rfft_centred, shell_filter
-from .fsc import fsc as fsc_curve_of
-from .prior.schedule import resolution_from_fsc
+from redprior.core.fourier.grid import shell_index
+from redprior.core.fourier.filters import rfft_centred, shell_filter
+from redprior.core.fourier.fsc import fsc as fsc_curve_of
+from redprior.core.fourier.fsc import read_resolution
 
-FSC_THRESHOLD = 0.143  # nominal resolution as RELION's gold-standard FSC (and core.red) reads it
+FSC_THRESHOLD = 0.143  # nominal resolution as RELION's gold-standard FSC (and core.prior.schedule) reads it
 # RELION's x~ only holds data up to its current image size: the resolution plus
 # `incr_size` (10) shells. Gaussian-noise pairs can mimic that with extra_shells=10.
 RELION_INCR_SHELLS = 10
@@ -77,7 +78,7 @@ def fsc_filtered_target(gt, fsc_curve, smooth=6):
 def radial_power(vol):
     """Mean |rfftn|^2 per shell round(|k|) for every shell of the box, corners included."""
     n = vol.shape[0]
-    shells = radial_index_rfft(n, vol.ndim).ravel()
+    shells = shell_index(n, vol.ndim).ravel()
     p = np.abs(rfft_centred(np.asarray(vol, dtype=np.float64))).ravel() ** 2
     counts = np.bincount(shells)
     return np.bincount(shells, p) / np.maximum(counts, 1)
@@ -85,7 +86,7 @@ def radial_power(vol):
 
 def shaped_noise(n, noise_profile, rng):
     """Gaussian noise whose expected |rfftn|^2 per voxel of shell s is noise_profile[s]."""
-    shells = radial_index_rfft(n, 3)
+    shells = shell_index(n, 3)
     prof = np.zeros(shells.max() + 1)
     m = min(len(noise_profile), len(prof))
     prof[:m] = np.maximum(np.asarray(noise_profile, dtype=np.float64)[:m], 0.0)
@@ -179,7 +180,7 @@ def gaussian_noise_pair(gt, noise_profile, mask=None, rng=None, pixel_size=1.0,
             noise = shell_filter(noise, np.sqrt(want / np.maximum(have, 1e-300)))
         halves.append(gt + noise)
     fsc = fsc_curve_of(*halves)
-    resolution = resolution_from_fsc(fsc, n, pixel_size, FSC_THRESHOLD)
+    resolution = read_resolution(fsc, n, pixel_size, FSC_THRESHOLD).bound_A
     if extra_shells is not None and np.isfinite(resolution):
         kmax = n * pixel_size / resolution + extra_shells
         if kmax < n // 2:
@@ -221,7 +222,7 @@ def pair_from_record(unreg_map, fsc_json, gt, pixel_size=None, smooth=6, fit_sca
     """
     t0 = time.time()
     if isinstance(unreg_map, (str, os.PathLike)):
-        from .mrcio import read_map
+        from redprior.core.io.mrc import read_map
         x, px_file = read_map(os.fspath(unreg_map))
     else:
         x, px_file = np.asarray(unreg_map, dtype=np.float32), 0.0
@@ -234,7 +235,7 @@ def pair_from_record(unreg_map, fsc_json, gt, pixel_size=None, smooth=6, fit_sca
     fsc = np.asarray(info["fsc"], dtype=np.float64)
     resolution = info.get("resolution")
     if resolution is None:
-        resolution = resolution_from_fsc(fsc, x.shape[0], px, FSC_THRESHOLD)
+        resolution = read_resolution(fsc, x.shape[0], px, FSC_THRESHOLD).bound_A
     target = fsc_filtered_target(gt, fsc, smooth)
     a, b = 1.0, 0.0
     if fit_scale:
@@ -278,10 +279,10 @@ def insert_slices(fts, R, n, ctf=None, batch=128):
     correction; the normalised weights make each voxel a local weighted mean, so no
     real-space apodisation to undo at this accuracy).
     """
-    from .simulate import _half_plane_freqs
+    from redprior.core.fourier.grid import frequency_axes
 
     nh = n // 2 + 1
-    KY, KX = _half_plane_freqs(n)
+    KY, KX = frequency_axes(n, 2)
     inside = (KX ** 2 + KY ** 2) < (n / 2.0) ** 2
     kx, ky = KX[inside], KY[inside]
     size = n * n * nh
@@ -327,7 +328,7 @@ def perturbed_pose_pair(gt, pixel_size, n_particles=1000, snr=0.05, angle_error_
                         shift_error_A=0.5, rng=None, ctf=None, smooth=6):
     """Half-map x~ from simulated particles reconstructed at perturbed poses.
 
-    Particles are simulated (core.simulate, true poses, white noise at `snr`, optional CTF)
+    Particles are simulated (core.simulation.particles, true poses, white noise at `snr`, optional CTF)
     and split in two random halves; each particle's orientation is then off by a rotation
     about a random axis with rms angle `angle_error_deg` and its origin by an in-plane shift
     with rms length `shift_error_A`, and each half is reconstructed at these wrong poses.
@@ -339,7 +340,7 @@ def perturbed_pose_pair(gt, pixel_size, n_particles=1000, snr=0.05, angle_error_
     map that is stored, so the target stays consistent.
     Returns Pair(x_half1, target, fsc, resolution) with info x2 (the other half).
     """
-    from .simulate import euler_to_matrix, shift_phases, simulate_particles, ctf_2d
+    from redprior.core.simulation.particles import euler_to_matrix, shift_phases, simulate_particles, ctf_2d
 
     t0 = time.time()
     rng = np.random.default_rng(rng)
@@ -365,7 +366,7 @@ def perturbed_pose_pair(gt, pixel_size, n_particles=1000, snr=0.05, angle_error_
         maps.append(insert_slices(fts[sel], R_est[sel], n,
                                   None if ctfs is None else ctfs[sel]))
     fsc = fsc_curve_of(*maps)
-    resolution = resolution_from_fsc(fsc, n, pixel_size, FSC_THRESHOLD)
+    resolution = read_resolution(fsc, n, pixel_size, FSC_THRESHOLD).bound_A
     target = fsc_filtered_target(gt, fsc, smooth)
     return Pair(maps[0].astype(np.float32), target, fsc.astype(np.float32), float(resolution),
                 time.time() - t0, "perturbed_pose", x2=maps[1].astype(np.float32),
@@ -377,7 +378,7 @@ class PairStore:
     """A folder of training pairs: pair_NNNNNN.npz (x, target, fsc, resolution, structure,
     pixel_size, mode) plus manifest.json (box, pixel size and one small entry per pair).
 
-    Pairs are read back one at a time (iter_pairs, batches in core.training, tf_dataset), so
+    Pairs are read back one at a time (iter_pairs, batches in core.denoiser.training, tf_dataset), so
     training never holds the whole set in memory. All pairs of a store share box and pixel
     size (the denoiser is trained at one of each). The manifest is rewritten every
     `flush_every` additions and on close(); pairs written after the last flush (a crash) are

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from redprior.core.fourier.grid import frequency_axes
+
 try:  # only projections need finufft; keep the rest of the module importable without it
     import finufft
 except ImportError:  # pragma: no cover - reported when a projection is asked for
@@ -77,14 +79,6 @@ def uniform_rotations(n, rng):
 # ---------------------------------------------------------------------------------------
 # Fourier slicing
 # ---------------------------------------------------------------------------------------
-def _half_plane_freqs(n):
-    """Frequency indices (ky, kx) of an rfft2 layout: ky in np.fft order, kx >= 0."""
-    ky = np.fft.fftfreq(n) * n
-    kx = np.fft.rfftfreq(n) * n
-    KY, KX = np.meshgrid(ky, kx, indexing="ij")
-    return KY, KX
-
-
 def _check_volume(volume):
     if volume.ndim != 3 or len(set(volume.shape)) != 1:
         raise ValueError(f"Projection needs a cubic 3D volume, got shape {volume.shape}.")
@@ -114,7 +108,7 @@ def fourier_slices(volume, R, eps=NUFFT_EPS, batch=256, _plan=None):
     _check_volume(volume)
     n = volume.shape[0]
     R = np.asarray(R, dtype=np.float64).reshape(-1, 3, 3)
-    KY, KX = _half_plane_freqs(n)
+    KY, KX = frequency_axes(n, 2)
     inside = (KX ** 2 + KY ** 2) <= (n / 2.0) ** 2
     kx, ky = KX[inside], KY[inside]
     plan, coeffs = _plan if _plan is not None else _volume_plan(volume, eps)
@@ -137,7 +131,7 @@ def fourier_slices(volume, R, eps=NUFFT_EPS, batch=256, _plan=None):
 
 def shift_phases(n, shifts_px):
     """Phase factors (m, N, N//2+1) that translate centred images by shifts_px (m, 2) = (x, y)."""
-    KY, KX = _half_plane_freqs(n)
+    KY, KX = frequency_axes(n, 2)
     sx = np.asarray(shifts_px, dtype=np.float64)[:, 0, None, None]
     sy = np.asarray(shifts_px, dtype=np.float64)[:, 1, None, None]
     return np.exp(-2j * np.pi * (KX * sx + KY * sy) / n)
@@ -196,10 +190,9 @@ def ctf_2d(box, pixel_size, defocus_u, defocus_v, defocus_angle, voltage=300.0, 
     """
     box = int(box)
     if layout == "rfft":
-        KY, KX = _half_plane_freqs(box)
+        KY, KX = frequency_axes(box, 2)
     elif layout == "fft":
-        k = np.fft.fftfreq(box) * box
-        KY, KX = np.meshgrid(k, k, indexing="ij")
+        KY, KX = frequency_axes(box, 2, "fft")
     else:
         raise ValueError(f"layout must be 'rfft' or 'fft', got {layout!r}.")
     scalar = np.ndim(defocus_u) == 0 and np.ndim(defocus_v) == 0 and np.ndim(defocus_angle) == 0

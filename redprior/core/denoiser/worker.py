@@ -23,7 +23,7 @@ def ready_file(socket_path):
 
 
 def serve(model_path, socket_path, idle_timeout=None):
-    from .denoiser import Denoiser
+    from redprior.core.denoiser.model import Denoiser
 
     denoiser = Denoiser(model_path)
     if os.path.exists(socket_path):

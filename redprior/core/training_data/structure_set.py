@@ -31,11 +31,12 @@ from dataclasses import dataclass, field
 import gemmi
 import numpy as np
 
-from .structure import DATA_DIR, DEMO_MODEL, clean_structure
+from redprior.core.io.shipped import DEMO_MODEL, TRAINING_MANIFEST
+from redprior.core.simulation.structure import clean_structure
 
 log = logging.getLogger(__name__)
 
-MANIFEST = os.path.join(DATA_DIR, "training_manifest.json")
+MANIFEST = TRAINING_MANIFEST
 MANIFEST_VERSION = 1
 
 # ---- the rule -------------------------------------------------------------------------------

@@ -4,10 +4,10 @@ Per stage two BN+ReLU+Conv3D blocks, 2^3 average pooling on the way down, stride
 transposed convolutions on the way up, skip concatenation, a final 1^3 convolution.
 Residual learning is built into the model: the convolutional part predicts the noise and
 the model returns input - noise, so `model(x)` is already the denoised map (metadata
-'residual': False for core.denoiser.Denoiser, which would otherwise subtract a second time).
+'residual': False for core.denoiser.model.Denoiser, which would otherwise subtract a second time).
 
 Only stock Keras layers are used, so a saved model loads with keras.saving.load_model and no
-custom objects (core.denoiser.Denoiser does exactly that).
+custom objects (core.denoiser.model.Denoiser does exactly that).
 """
 import keras
 from keras import layers

@@ -5,7 +5,7 @@ Per map standardisation (x - mean) / std of the input, with the target standardi
 augmentation by the 24 proper rotations of the cube; validation split by structure id (maps
 of one structure at other resolutions would otherwise leak into validation); Adam on the L2
 loss plus the model's weight decay. The result is saved with the metadata that
-core.denoiser.Denoiser needs. TensorFlow is imported only when training runs.
+core.denoiser.model.Denoiser needs. TensorFlow is imported only when training runs.
 """
 import json
 import os
@@ -178,7 +178,7 @@ def train(model, store, epochs=1, batch=2, lr=1e-4, val_fraction=0.1, seed=0, ca
     """
     import tensorflow as tf
 
-    from .unet import unet_levels
+    from redprior.core.denoiser.unet import unet_levels
 
     if len(store) == 0:
         raise ValueError(f"The pair store {store.folder} is empty: generate training pairs first.")
@@ -241,8 +241,8 @@ def train(model, store, epochs=1, batch=2, lr=1e-4, val_fraction=0.1, seed=0, ca
 
 
 def training_metadata(model, store, train_indices, name="redprior-unet", description=""):
-    """The denoiser metadata (core.denoiser.read_metadata) of a model trained on a store."""
-    from .unet import unet_levels
+    """The denoiser metadata (core.denoiser.model.read_metadata) of a model trained on a store."""
+    from redprior.core.denoiser.unet import unet_levels
 
     levels = unet_levels(model)
     res = store.resolutions(train_indices)
@@ -262,13 +262,13 @@ def training_metadata(model, store, train_indices, name="redprior-unet", descrip
 def save_trained(model, path, store, history, train_indices, val_indices, name="redprior-unet",
                  description="", single_pass=True):
     """Save model + metadata (+ single-pass curve and thresholds) + loss history."""
-    from .denoiser import save_model
+    from redprior.core.denoiser.model import save_model
 
     meta = training_metadata(model, store, train_indices, name, description)
     meta["epochs"] = len(history["epochs"])
     meta["structures_val"] = history.get("structures_val", [])
     if single_pass and len(val_indices):
-        from . import single_pass as sp
+        from redprior.core.denoiser import single_pass as sp
 
         result = sp.evaluate(sp.keras_denoise_fn(model), store, val_indices)
         meta.update(sp.metadata_fields(result))

@@ -8,7 +8,9 @@ import os
 import gemmi
 import numpy as np
 
-from .fourier import fourier_resample, irfft_centred, rfft_centred
+from redprior.core.io.shipped import DEMO_MODEL  # noqa: F401 (callers use structure.DEMO_MODEL)
+from redprior.core.fourier.filters import fourier_resample, irfft_centred, rfft_centred
+from redprior.core.fourier.grid import radius2
 
 # Extra room (A) kept between the outermost atom and the edge of the box: the potential of
 # an atom spreads over a couple of A, and the part that crosses the edge would wrap around.
@@ -19,8 +21,6 @@ FIT_MARGIN_A = 3.0
 _FINE_PIXEL_A = 1.0
 _MAX_FINE_BOX = 256
 
-DATA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data")
-DEMO_MODEL = os.path.join(DATA_DIR, "3hsy_glua2_ntd_dimer.pdb.gz")
 
 
 def read_structure(path):
@@ -165,9 +165,6 @@ def nyquist_sphere(vol):
     any real-space comparison (~0.92 correlation for a 3 A/px potential).
     """
     n = vol.shape[0]
-    k = np.fft.fftfreq(n) * n
-    kr = np.fft.rfftfreq(n) * n
-    kz, ky, kx = np.meshgrid(k, k, kr, indexing="ij", sparse=True)
     ft = rfft_centred(np.asarray(vol, dtype=np.float64))
-    ft[(kz ** 2 + ky ** 2 + kx ** 2) > (n / 2.0) ** 2] = 0
+    ft[radius2(n) > (n / 2.0) ** 2] = 0
     return np.ascontiguousarray(irfft_centred(ft, n), dtype=np.float32)

@@ -1,6 +1,6 @@
 """Rotation distances, point-group symmetry and handedness for particle poses (pure numpy).
 
-Conventions (RELION 3.1, the same as core.simulate):
+Conventions (RELION 3.1, the same as core.simulation.particles):
   * a pose is the matrix A = euler_to_matrix(rot, tilt, psi) that rotates map coordinates
     into the image frame: image(x, y) = sum_z V(A^T (x, y, z));
   * a symmetry operator S leaves the map unchanged, V(S r) = V(r), so the poses A and A S
@@ -14,7 +14,7 @@ import re
 
 import numpy as np
 
-from .simulate import euler_to_matrix, matrix_to_euler  # noqa: F401  (re-exported)
+from redprior.core.simulation.particles import euler_to_matrix, matrix_to_euler  # noqa: F401  (re-exported)
 
 __all__ = ['euler_to_matrix', 'matrix_to_euler', 'rotation_angle', 'axis_angle_matrix',
            'symmetry_operators', 'symmetry_order', 'angular_distance', 'mirror',

@@ -2,7 +2,8 @@
 import numpy as np
 from scipy import ndimage
 
-from .fourier import lowpass
+from redprior.core.fourier.filters import lowpass
+from redprior.core.fourier.grid import real_radius
 
 
 def soft_edge(binary, width_px):
@@ -29,6 +30,4 @@ def solvent_mask(vol, pixel_size, lowpass_A=15.0, threshold=0.1, extend_px=3, so
 
 
 def spherical_mask(box, radius_px, soft_px=3):
-    c = np.arange(box) - box // 2
-    r = np.sqrt(c[:, None, None] ** 2 + c[None, :, None] ** 2 + c[None, None, :] ** 2)
-    return soft_edge(r <= radius_px, soft_px)
+    return soft_edge(real_radius(box) <= radius_px, soft_px)

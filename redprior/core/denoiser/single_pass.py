@@ -25,7 +25,7 @@ correlation of x~ in shell s that one pass of the denoiser recovers (0: no gain 
 """
 import numpy as np
 
-from .fsc import fsc as fsc_of
+from redprior.core.fourier.fsc import fsc as fsc_of
 
 DEFAULT_BINS = (2.0, 3.0, 3.5, 4.0, 4.5, 5.0, 6.0, 7.0, 8.0, 10.0, 12.0, 15.0, 20.0, 30.0, 50.0)
 TOLERANCE = 0.02
@@ -35,7 +35,7 @@ RULE = ("cw_low: coarsest resolution of the run of bins, from the finest on, who
 
 
 def keras_denoise_fn(model):
-    """f(map) for a Keras model trained by core.training (per-map standardisation, undone)."""
+    """f(map) for a Keras model trained by core.denoiser.training (per-map standardisation, undone)."""
     def f(x):
         mu, sd = float(np.mean(x)), float(np.std(x))
         sd = sd if sd > 0 else 1.0
@@ -45,7 +45,7 @@ def keras_denoise_fn(model):
 
 
 def denoiser_fn(denoiser, pixel_size):
-    """f(map) for a loaded core.denoiser.Denoiser (resampling and metadata included)."""
+    """f(map) for a loaded core.denoiser.model.Denoiser (resampling and metadata included)."""
     return lambda x: denoiser(x, pixel_size)
 
 

@@ -3,7 +3,7 @@
 Pure numpy + scipy (no Scipion). Used to bring refinements from different engines (each
 with its own arbitrary frame) into one frame before their poses and maps are compared.
 
-Conventions (RELION 3.1, as core.simulate and core.angles):
+Conventions (RELION 3.1, as core.simulation.particles and core.geometry.rotations):
   * maps are cubic, array axes (z, y, x); a point r = (x, y, z) is measured from voxel
     N//2; shifts are in Angstrom, (x, y, z) order;
   * J = diag(1, 1, -1) is the hand flip (mirror through the xy plane);
@@ -18,7 +18,7 @@ Conventions (RELION 3.1, as core.simulate and core.angles):
     J r first (a z flip does not change a projection along z), so the argument is
     R_A^T r + t = R_A^T (r + R_A t) with R_A^T = R J^h R_B^T J^h: the projection of A at
     pose R_A translated by -(R_A t)_xy. The image also carries -o_B, so o_A = o_B + (R_A t)_xy.
-    This is core.angles' convention: R_A = mirror^h(R_B) @ G with G = R^T
+    This is core.geometry.rotations' convention: R_A = mirror^h(R_B) @ G with G = R^T
     (angles.align_rotation_sets finds the same G from the poses alone).
 """
 from dataclasses import dataclass, field
@@ -28,8 +28,9 @@ from scipy import fft as sfft
 from scipy import ndimage, optimize
 from scipy.spatial.transform import Rotation
 
-from .fourier import fourier_resample, lowpass
-from .masks import spherical_mask
+from redprior.core.fourier.filters import fourier_resample, lowpass
+from redprior.core.fourier.grid import real_coordinates
+from redprior.core.geometry.masks import spherical_mask
 
 J = np.diag([1.0, 1.0, -1.0])
 
@@ -181,12 +182,6 @@ def _prepare(vol, pixel, box, radius_frac=0.45):
     return (small / norm).astype(np.float32), px, mask
 
 
-def _grid_coords(n):
-    c = n // 2
-    z, y, x = np.meshgrid(*(np.arange(n) - c,) * 3, indexing='ij')
-    return np.stack([x.ravel(), y.ravel(), z.ravel()]).astype(np.float64)  # (3, n^3), xyz
-
-
 def _coarse_search(a, b, rotations, max_shift_px, support_px, batch=64):
     """Score every rotation of b (about the centre) against a, best FFT translation each,
     for both hands.
@@ -200,7 +195,7 @@ def _coarse_search(a, b, rotations, max_shift_px, support_px, batch=64):
     """
     n = a.shape[0]
     c = n // 2
-    xyz = _grid_coords(n)
+    xyz = real_coordinates(n)
     inside = np.flatnonzero((xyz ** 2).sum(axis=0) <= support_px ** 2)
     zyx = np.ascontiguousarray(xyz[::-1, inside])
     Fa = sfft.rfftn(a.astype(np.float32))

@@ -5,7 +5,7 @@ Pure numpy (+ matplotlib for the report figures); no Scipion. The rule follows t
 keep (and may average) them, with three or more estimates keep the majority cluster, and
 with only two that disagree discard the particle.
 
-Conventions (RELION 3.1, as core.angles and core.align3d):
+Conventions (RELION 3.1, as core.geometry.rotations and core.geometry.align3d):
   * a pose set is particle ids, RELION pose matrices R (image = sum_z V(R^T r)) and
     origins o (rlnOriginX/YAngst, Angstrom);
   * each engine has its own map frame; `align_pose_sets` / align3d.align_volumes give the
@@ -27,10 +27,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import angles
-from .align3d import FrameTransform
-from .fsc import fsc as _fsc
-from .fsc import resolution_at
+from redprior.core.geometry import rotations as angles
+from redprior.core.geometry.align3d import FrameTransform
+from redprior.core.fourier.fsc import fsc as _fsc
+from redprior.core.fourier.fsc import read_resolution
 
 DEFAULT_ANGLE_TOL = 10.0    # degrees
 DEFAULT_SHIFT_TOL = 3.0     # Angstrom
@@ -326,9 +326,9 @@ def cross_fsc(maps, pixel_size, mask=None, names=None):
         c = _fsc(maps[i], maps[j])
         curves[(i, j)] = c
         for t in (0.5, 0.143):
-            r, ok = resolution_at(c, box, pixel_size, t)
-            res[t][i, j] = res[t][j, i] = r
-            crossed[t][i, j] = crossed[t][j, i] = ok
+            r = read_resolution(c, box, pixel_size, t)
+            res[t][i, j] = res[t][j, i] = r.bound_A
+            crossed[t][i, j] = crossed[t][j, i] = r.crossed
     return dict(names=names, freq=freq, curves=curves, res05=res[0.5], res0143=res[0.143],
                 crossed05=crossed[0.5], crossed0143=crossed[0.143])
 

@@ -4,10 +4,10 @@ Pure numpy (no Scipion). Everything returns plain dicts of numbers and numpy arr
 to_jsonable() turns them into what json.dump accepts.
 
 Conventions:
-  * FSC shells are round(|k|), 0..N/2, as RELION's getFSC (core.fsc);
+  * FSC shells are round(|k|), 0..N/2, as RELION's getFSC (core.fourier.fsc);
   * a resolution is the last shell before the curve first drops below the threshold
-    (core.fsc.resolution_at). A curve that never drops below it is reported as "better than
-    Nyquist (never crosses)" with resolution_A = None: no number is invented;
+    (core.fourier.fsc.read_resolution). A curve that never drops below it is reported as
+    "better than Nyquist (never crosses)" with resolution_A = None: no number is invented;
   * the map compared with the ground truth is the average of the two unfiltered half-maps
     (the Volume's own map may already be low-pass filtered by the refinement program).
 """
@@ -15,9 +15,10 @@ import json
 
 import numpy as np
 
-from . import angles
-from .fsc import fsc, resolution_at, shell_resolutions
-from .masks import solvent_mask
+from redprior.core.geometry import rotations as angles
+from redprior.core.fourier.fsc import fsc, read_resolution, shell_resolutions
+from redprior.core.geometry.masks import solvent_mask
+from redprior.core.fourier.grid import radius2
 
 THRESHOLDS = (0.143, 0.5)
 RANDOMISE_FSC_AT = 0.8          # relion_postprocess --randomize_at_fsc default
@@ -44,32 +45,8 @@ OVERESTIMATION_RULE = (
 # Resolution read-out
 # ---------------------------------------------------------------------------------------
 def resolution(curve, box, pixel_size, threshold=0.143):
-    """Resolution of one FSC curve at one threshold, with an honest statement.
-
-    Returns dict(threshold, crossed, shell, resolution_A, limit_A, text):
-      shell: last shell whose FSC is >= threshold before the first drop (N/2 if never);
-      resolution_A: box * pixel / shell when the curve crosses, None when it never crosses
-        (then the map is at least as good as Nyquist) or drops at the first shell;
-      limit_A: resolution_A, or Nyquist when it never crosses, or the box size when it is
-        below the threshold from the first shell (a bound usable for sorting).
-    """
-    curve = np.asarray(curve, dtype=float)
-    nyquist = 2.0 * pixel_size
-    res, crossed = resolution_at(curve, box, pixel_size, threshold)
-    below = np.nonzero(curve[1:] < threshold)[0]
-    shell = int(below[0]) if below.size else len(curve) - 1
-    out = dict(threshold=float(threshold), crossed=bool(crossed), shell=shell)
-    if not crossed:
-        out.update(resolution_A=None, limit_A=nyquist,
-                   text="better than Nyquist (%.2f A): never crosses %g" % (nyquist, threshold))
-    elif shell == 0:
-        out.update(resolution_A=None, limit_A=float(box * pixel_size),
-                   text="worse than %.1f A: below %g from the first shell"
-                        % (box * pixel_size, threshold))
-    else:
-        out.update(resolution_A=float(res), limit_A=float(res),
-                   text="%.2f A" % res)
-    return out
+    """core.fourier.fsc.read_resolution as a dict for reports and JSON (see Resolution)."""
+    return read_resolution(curve, box, pixel_size, threshold).as_dict()
 
 
 def resolutions(curve, box, pixel_size, thresholds=THRESHOLDS):
@@ -124,19 +101,9 @@ def randomise_phases(vol, from_shell, seed=0):
     noise = np.fft.rfftn(rng.standard_normal(vol.shape))
     phase = noise / np.maximum(np.abs(noise), 1e-30)
     # RELION compares |k|^2 with the shell index squared (not the rounded shell)
-    beyond = _k_squared(n, vol.ndim) >= from_shell * from_shell
+    beyond = radius2(n, vol.ndim) >= from_shell * from_shell
     ft = np.where(beyond, np.abs(ft) * phase, ft)
     return np.fft.irfftn(ft, s=vol.shape)
-
-
-def _k_squared(n, dims):
-    k = ((np.arange(n) + n // 2) % n - n // 2).astype(np.float64)
-    kr = np.arange(n // 2 + 1, dtype=np.float64)
-    if dims == 2:
-        ky, kx = np.meshgrid(k, kr, indexing='ij')
-        return ky ** 2 + kx ** 2
-    kz, ky, kx = np.meshgrid(k, k, kr, indexing='ij')
-    return kz ** 2 + ky ** 2 + kx ** 2
 
 
 def randomisation_shell(fsc_unmasked, box=None, pixel_size=None, from_A=None,

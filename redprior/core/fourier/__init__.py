@@ -1,0 +1,1 @@
+"""Fourier space: the one frequency grid, filters and resampling, FSC and its resolution."""

@@ -1,0 +1,1 @@
+"""Geometry: Euler angles, rotations and symmetry, 3D map alignment, masks."""

@@ -1,0 +1,1 @@
+"""Reading and writing: MRC maps with validation, RELION particle STAR files."""

@@ -1,0 +1,1 @@
+"""Simulation: atomic model to potential map, particle images with CTF and noise."""

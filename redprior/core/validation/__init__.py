@@ -1,0 +1,1 @@
+"""Validation: FSC metrics and overestimation, pose errors, consensus of engines, reports."""
