@@ -35,7 +35,7 @@ setup(
         "scipion-em-relion",
         # projections in core.simulation.particles (used by the simulate protocol at run time)
         "finufft",
-        # TM-scores of the reserved-structure guard (redprior.core.training_data.structure_set)
+        # TM-scores of the reserved-structure guard (redprior.core.training_data.reserved)
         "tmtools",
     ],
     extras_require={

@@ -28,8 +28,9 @@ sys.path.insert(0, REPO)
 
 import numpy as np  # noqa: E402
 
+from redprior.core.io.shipped import DEMO_MODEL  # noqa: E402
 from redprior.core.simulation import structure  # noqa: E402
-from redprior.core.training_data import pairs as TP  # noqa: E402
+from redprior.core.training_data import gaussian, perturbed, recorded  # noqa: E402
 from redprior.core.geometry.masks import solvent_mask  # noqa: E402
 from redprior.core.io.mrc import write_map  # noqa: E402
 
@@ -79,27 +80,27 @@ def bench_inference(model, n, repeats=2):
 
 
 def bench_pairs(particles):
-    gt = structure.potential_map(structure.DEMO_MODEL, BOX, PIX)
+    gt = structure.potential_map(DEMO_MODEL, BOX, PIX)
     rng = np.random.default_rng(0)
     mask = solvent_mask(gt, PIX)
     out = {}
     costs = []
     for d in (4.0, 8.0, 15.0):
-        prof = TP.noise_profile_for_resolution(gt, PIX, d)
-        p = TP.gaussian_noise_pair(gt, prof, mask, rng, PIX, extra_shells=10)
+        prof = gaussian.noise_profile_for_resolution(gt, PIX, d)
+        p = gaussian.gaussian_noise_pair(gt, prof, mask, rng, PIX, extra_shells=10)
         costs.append(p.seconds)
     out["gaussian"] = (float(np.mean(costs)), f"mean of 3 pairs, nominal {p.resolution:.1f} A last")
     with tempfile.TemporaryDirectory() as tmp:
-        prof = TP.noise_profile_for_resolution(gt, PIX, 6.0)
-        g = TP.gaussian_noise_pair(gt, prof, mask, rng, PIX)
+        prof = gaussian.noise_profile_for_resolution(gt, PIX, 6.0)
+        g = gaussian.gaussian_noise_pair(gt, prof, mask, rng, PIX)
         m, j = os.path.join(tmp, "it005_half1_unreg.mrc"), os.path.join(tmp, "it005_half1_fsc.json")
         write_map(m, 50.0 * g.x, PIX)
         with open(j, "w") as fh:
             json.dump({"fsc": g.fsc.tolist(), "resolution": g.resolution, "pixel_size": PIX}, fh)
-        p = TP.pair_from_record(m, j, gt)
+        p = recorded.pair_from_record(m, j, gt)
         out["record"] = (p.seconds, "read + filter + scale fit; the refinement itself not counted")
-    p = TP.perturbed_pose_pair(gt, PIX, particles, snr=0.05, angle_error_deg=3.0,
-                               shift_error_A=1.0, rng=rng)
+    p = perturbed.perturbed_pose_pair(gt, PIX, particles, snr=0.05, angle_error_deg=3.0,
+                                      shift_error_A=1.0, rng=rng)
     out["perturbed_pose"] = (p.seconds, f"{particles} particles, SNR 0.05, 3 deg / 1 A errors: "
                                         f"nominal {p.resolution:.1f} A (gives 2 half maps)")
     return out

@@ -24,6 +24,7 @@ os.environ.setdefault("REDPRIOR_CORE_ONLY", "1")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+from redprior.core.io.shipped import DEMO_MODEL  # noqa: E402
 from redprior.core.fourier import filters as fourier  # noqa: E402
 from redprior.core.io import star_particles as particles_star  # noqa: E402
 from redprior.core.simulation import particles as simulate  # noqa: E402
@@ -38,7 +39,7 @@ ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIR
 
 
 def make_data(folder, n, snr, seed):
-    gt = structure.potential_map(structure.DEMO_MODEL, BOX, PIX)
+    gt = structure.potential_map(DEMO_MODEL, BOX, PIX)
     sim = simulate.simulate_particles(gt, PIX, n, snr=snr, seed=seed)
     particles_star.write_particles(sim, PIX, folder)
     write_map(os.path.join(folder, "ref.mrc"), fourier.lowpass(gt, PIX, 30.0), PIX)
@@ -159,7 +160,7 @@ def refinements(folder, mpi=3, concurrent=True):
         print(f"   {d}: {its} iterations, final resolution {res} A")
     log = os.path.join(folder, "cwred", "log.jsonl")
     if os.path.exists(log):
-        from redprior.core.prior.exrecon import read_log
+        from redprior.core.prior.history import read_log
         recs = [r for r in read_log(log) if "error" not in r]
         print(f"   CW-RED hook: {len(recs)} calls, {sum(r['seconds'] for r in recs):.0f} s in total, "
               f"lambda {min(r['lambda'] for r in recs):.2f}-{max(r['lambda'] for r in recs):.2f}")

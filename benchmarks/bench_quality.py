@@ -52,13 +52,15 @@ from redprior.core.fourier import filters as fourier  # noqa: E402
 from redprior.core.io import star_particles as particles_star  # noqa: E402
 from redprior.core.simulation import particles as simulate  # noqa: E402
 from redprior.core.simulation import structure  # noqa: E402
-from redprior.core.training_data import structure_set as training_set  # noqa: E402
+from redprior.core.training_data import reserved as reserved_guard  # noqa: E402
+from redprior.core.training_data import sources as training_sources  # noqa: E402
 from redprior.core.validation import metrics as validation  # noqa: E402
 from redprior.core.geometry.rotations import euler_to_matrix  # noqa: E402
 from redprior.core.denoiser.model import DEFAULT_MODEL, read_metadata  # noqa: E402
 from redprior.core.io.mrc import read_map, write_map  # noqa: E402
 from redprior.core.prior import schedule  # noqa: E402
-from redprior.core.prior.exrecon import hook_args, hook_command, read_log  # noqa: E402
+from redprior.core.prior.exrecon import hook_args, hook_command  # noqa: E402
+from redprior.core.prior.history import read_log  # noqa: E402
 from redprior.core.relion.command import RefineSettings, refine_args  # noqa: E402
 from redprior.core.relion.run_folder import final_output  # noqa: E402
 from redprior.core.denoiser.worker import stop, wait_ready  # noqa: E402
@@ -89,10 +91,10 @@ def log(msg):
 # ---- data -------------------------------------------------------------------------------
 def structure_file(entry):
     """(path, chains) of a reserved structure from its installed source, or (None, why)."""
-    spec = next(r for r in training_set.RESERVED if r.entry == entry)
-    path = training_set._reserved_file(spec)
+    spec = next(r for r in reserved_guard.RESERVED if r.entry == entry)
+    path = reserved_guard._reserved_file(spec)
     if path is None:
-        src = training_set.SOURCE_BY_NAME[spec.source]
+        src = training_sources.SOURCE_BY_NAME[spec.source]
         return None, f"{entry}: {src.name} is not installed ({src.install})"
     return path, spec.chains
 

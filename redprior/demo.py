@@ -6,11 +6,9 @@ Run through `redprior_demo` (which sets up Scipion's environment first), e.g.
 Everything runs in a real Scipion project that can be opened later in the GUI.
 """
 import argparse
-import json
 import os
 import sys
 import time
-
 
 
 def log(msg):
@@ -29,6 +27,8 @@ def build_parser():
     p.add_argument("--ctf", action="store_true", help="simulate a CTF (defocus 0.5-2 um)")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--mpi", type=int, default=3)
+    p.add_argument("--replace", action="store_true",
+                   help="delete an existing project of that name first (default: refuse)")
     p.add_argument("--denoiser", default="",
                    help=".keras denoiser with its .json (default: the one shipped in "
                         "redprior/data/denoiser)")
@@ -42,8 +42,14 @@ def _new(project, cls, label, **kwargs):
     return prot
 
 
-def _wait(project, prot):
-    project.launchProtocol(prot, wait=True)
+def _wait(project, prot, progress=None):
+    """Run a protocol; with `progress` (a function giving the hook's log file), print each
+    iteration's resolution and lambda as RELION reaches it."""
+    if progress is None:
+        project.launchProtocol(prot, wait=True)
+    else:
+        project.launchProtocol(prot)
+        _follow(project, prot, progress())
     project._updateProtocol(prot)
     if prot.isFailed():
         log(f"{prot.getObjLabel()} FAILED: {prot.getErrorMessage()}")
@@ -53,197 +59,177 @@ def _wait(project, prot):
     return prot
 
 
+def _follow(project, prot, logPath, poll=5.0, grace=120.0):
+    """Print the hook's log lines (iteration, resolution, lambda) while `prot` runs.
+
+    Bounded: stops when the protocol is no longer active, or when its process has been gone
+    for `grace` seconds while the project still says it runs (a killed run).
+    """
+    from redprior.core.prior.history import read_log
+    shown, gone_since = 0, None
+    while True:
+        project._updateProtocol(prot)
+        records = read_log(logPath)
+        for r in records[shown:]:
+            if "error" in r:
+                log(f"  hook error: {r['error']}")
+            else:
+                log(f"  iteration {r['iteration']} half {r['half'] or 'joined'}: resolution "
+                    f"{r.get('resolution_text') or r['resolution']}, lambda {r['lambda']:.3f}")
+        shown = len(records)
+        if not prot.isActive():
+            return
+        gone_since = None if _alive(prot.getPid()) else (gone_since or time.time())
+        if gone_since and time.time() - gone_since > grace:
+            log(f"{prot.getObjLabel()}: its process is gone but the project still says it "
+                "runs; stopping here (open the project to see its log).")
+            return
+        time.sleep(poll)
+
+
+def _alive(pid):
+    if not pid:
+        return True  # not started yet: the project has not stored it
+    try:
+        os.kill(int(pid), 0)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def check_args(args):
+    """Refuse bad options before anything runs (no project is touched)."""
+    from redprior import constants as C
+    from redprior.core.io.shipped import DEFAULT_DENOISER
+    from redprior.core.prior.settings import PriorSettings, prior_problems
+    problems = []
+    if args.mpi < 3:
+        problems.append(f"--mpi {args.mpi}: relion_refine_mpi --split_random_halves needs at "
+                        "least 3 MPI ranks (1 leader + 2 halves); use --mpi 3 or more.")
+    if args.particles < 10:
+        problems.append(f"--particles {args.particles}: give at least 10 particles.")
+    if args.box < C.MIN_BOX or args.box % 2:
+        problems.append(f"--box {args.box}: give an even box of at least {C.MIN_BOX} px.")
+    if not 0 < args.pixel < 100:
+        problems.append(f"--pixel {args.pixel}: give a pixel size in A/px, e.g. 2.5.")
+    if not 0 < args.snr < 1e6:
+        problems.append(f"--snr {args.snr}: give a positive, finite signal-to-noise ratio.")
+    problems += prior_problems(PriorSettings("cwred", args.pixel,
+                                             model=args.denoiser or DEFAULT_DENOISER))
+    if problems:
+        sys.exit("redprior_demo: " + "\n  ".join(problems))
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    check_args(args)
     out = os.path.abspath(args.out)
-    os.makedirs(out, exist_ok=True)
+    t_start = time.time()
+    project = open_project(args.project, args.replace)
+    log(f"Scipion project {project.path}")
+    sim, info = simulate(project, args)
+    refinements = [(label, refine(project, sim, label, mode, args))
+                   for label, mode in (("RELION Gaussian prior", "gaussian"), ("CW-RED", "cwred"))]
+    validations = [validate(project, sim, label, prot) for label, prot in refinements]
+    cons = compare(project, refinements)
+    summary = report(out, sim, info, refinements, validations, cons, args)
+    log(f"report written to {out}/index.html (total {time.time() - t_start:.0f} s)")
+    for r in summary["refinements"]:
+        log(f"  {r['label']}: half-map FSC 0.143 {r['halfmap_resolution_text']} | FSC to truth "
+            f"0.5 {r['gt_resolution_05_text']}, 0.143 {r['gt_resolution_0143_text']}, "
+            f"mean {r['gt_fsc_mean']:.3f}")
+    return 0
 
+
+def open_project(name, replace):
+    """A new Scipion project; an existing one is kept unless --replace (nothing is lost)."""
     from pyworkflow.project import Manager
+    manager = Manager()
+    if manager.hasProject(name):
+        if not replace:
+            sys.exit(f"redprior_demo: a Scipion project '{name}' already exists "
+                     f"({manager.getProjectPath(name)}). Give another --project name, or "
+                     "--replace to delete it and start again.")
+        log(f"deleting the existing project {name} (--replace)")
+        manager.deleteProject(name)
+    project = manager.createProject(name)
+    os.chdir(project.path)  # project paths are relative to the cwd
+    return project
+
+
+def simulate(project, args):
     from pwem.protocols import ProtImportPdb
     from redprior import constants as C
-    from redprior.core.simulation import structure
-    from redprior.protocols import ProtRedPriorRefine, ProtRedPriorSimulate
-    from redprior.protocols.protocol_refine import PRIOR_CWRED, PRIOR_GAUSSIAN
-
-    t_start = time.time()
-    manager = Manager()
-    if manager.hasProject(args.project):
-        manager.deleteProject(args.project)
-    project = manager.createProject(args.project)
-    os.chdir(project.path)  # project paths are relative to the cwd
-    log(f"Scipion project {project.path}")
+    from redprior.core.io.shipped import DEMO_MODEL
+    from redprior.protocols import ProtRedPriorSimulate
 
     imp = _new(project, ProtImportPdb, "import model",
-               inputPdbData=ProtImportPdb.IMPORT_FROM_FILES,
-               pdbFile=structure.DEMO_MODEL, skipChimera=True)
+               inputPdbData=ProtImportPdb.IMPORT_FROM_FILES, pdbFile=DEMO_MODEL,
+               skipChimera=True)
     _wait(project, imp)
-    log(f"imported {os.path.basename(structure.DEMO_MODEL)}")
-
+    log(f"imported {os.path.basename(DEMO_MODEL)}")
     sim = _new(project, ProtRedPriorSimulate, "simulate particles",
-               inputAtomStruct=imp.outputPdb, boxSize=args.box,
-               pixelSize=args.pixel, numberOfParticles=args.particles,
-               noiseMode=C.NOISE_BY_SNR, snr=args.snr, doCtf=args.ctf,
-               defocusMin=5000.0, defocusMax=20000.0, seed=args.seed)
+               inputAtomStruct=imp.outputPdb, boxSize=args.box, pixelSize=args.pixel,
+               numberOfParticles=args.particles, noiseMode=C.NOISE_BY_SNR, snr=args.snr,
+               doCtf=args.ctf, defocusMin=5000.0, defocusMax=20000.0, seed=args.seed)
     _wait(project, sim)
-    info = sim.getSimulationInfo()
+    info = sim.getResults()
     log(f"simulated {args.particles} particles, box {args.box}, {args.pixel} A/px, "
         f"SNR {info.get('snr_measured', float('nan')):.4f}")
+    return sim, info
 
-    results = []
-    for label, mode in (("RELION Gaussian prior", PRIOR_GAUSSIAN), ("CW-RED", PRIOR_CWRED)):
-        log(f"refining with the {label} (relion_refine_mpi, {args.mpi} MPI ranks)...")
-        prot = _new(project, ProtRedPriorRefine, label,
-                    inputParticles=sim.outputParticles,
-                    referenceVolume=sim.outputInitialModel,
-                    priorMode=mode, numberOfMpi=args.mpi,
-                    denoiserFile=args.denoiser)
-        t0 = time.time()
-        _wait(project, prot)
-        s = prot.getSummaryDict()
-        log(f"{label}: {s['final_resolution']:.2f} A after {s['iterations']} iterations, "
-            f"{time.time() - t0:.0f} s")
-        results.append((label, prot))
 
-    # validation of each refinement against the truth, and the consensus of the two engines
-    from redprior.protocols import ProtRedPriorConsensus, ProtRedPriorValidate
-    validations = []
-    for label, prot in results:
-        val = _new(project, ProtRedPriorValidate, f"validate {label}",
-                   inputVolume=prot.outputVolume, groundTruth=sim.outputVolume,
-                   trueParticles=sim.outputParticles,
-                   refinedParticles=prot.outputParticles)
-        _wait(project, val)
-        validations.append(val)
-        log(f"validated {label}: report {val.getReportPath()}")
+def refine(project, sim, label, mode, args):
+    from redprior.protocols import ProtRedPriorRefine
+    from redprior.protocols.protocol_refine import PRIOR_MODES
+
+    log(f"refining with the {label} (relion_refine_mpi, {args.mpi} MPI ranks)...")
+    prot = _new(project, ProtRedPriorRefine, label, inputParticles=sim.outputParticles,
+                referenceVolume=sim.outputInitialModel, priorMode=PRIOR_MODES.index(mode),
+                numberOfMpi=args.mpi, denoiserFile=args.denoiser)
+    t0 = time.time()
+    _wait(project, prot, progress=prot.getExreconLog)
+    s = prot.getResults()
+    log(f"{label}: RELION's final resolution {s['final_resolution']:.2f} A (unmasked) after "
+        f"{s['iterations']} iterations, {time.time() - t0:.0f} s")
+    return prot
+
+
+def validate(project, sim, label, prot):
+    from redprior.protocols import ProtRedPriorValidate
+    val = _new(project, ProtRedPriorValidate, f"validate {label}",
+               inputVolume=prot.outputVolume, groundTruth=sim.outputVolume,
+               trueParticles=sim.outputParticles, refinedParticles=prot.outputParticles)
+    _wait(project, val)
+    log(f"validated {label}: report {val.getReportPath()}")
+    return val
+
+
+def compare(project, refinements):
+    from redprior.protocols import ProtRedPriorConsensus
     cons = _new(project, ProtRedPriorConsensus, "compare engines")
-    for _, prot in results:
+    for _, prot in refinements:
         cons.inputVolumes.append(prot.outputVolume)
         cons.inputParticles.append(prot.outputParticles)
     _wait(project, cons)
     log(f"consensus of the engines: report {cons.getReportPath()}")
-
-    summary = write_report(out, sim, info, results, args, validations, cons)
-    log(f"report written to {out} (total {time.time() - t_start:.0f} s)")
-    for r in summary["refinements"]:
-        log(f"  {r['method']:9s} half-map {r['halfmap_resolution_0143']:.2f} A | vs truth "
-            f"0.5: {r['gt_resolution_05']:.2f} A, 0.143: {r['gt_resolution_0143']:.2f} A, "
-            f"mean FSC {r['gt_fsc_mean']:.3f}")
-    return 0
+    return cons
 
 
-def _res(curve, box, pixel, threshold):
-    from redprior.core.fourier.fsc import read_resolution
-    res = read_resolution(curve, box, pixel, threshold)
-    return float(res.bound_A), bool(res.crossed)
-
-
-def write_report(out, sim, info, results, args, validations=(), consensus=None):
-    """summary.json, fsc.png and index.html comparing the refinements with the truth."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-    from redprior.core.fourier.fsc import fsc, shell_resolutions
-    from redprior.core.geometry.masks import solvent_mask
+def report(out, sim, info, refinements, validations, cons, args):
+    from redprior import demo_report
     from redprior.core.io.mrc import read_map
 
-    gt, _ = read_map(sim.outputVolume.getFileName())
-    box, pix = gt.shape[0], args.pixel
-    mask = solvent_mask(gt, pix)
-    freq = 1.0 / shell_resolutions(box, pix)
-    refinements = []
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for (label, prot), color in zip(results, ("tab:blue", "tab:red")):
-        s = prot.getSummaryDict()
-        vol = prot.outputVolume
-        m, _ = read_map(vol.getFileName())
-        h1, h2 = [str(f) for f in vol.getHalfMaps(asList=True)]
-        a, _ = read_map(h1)
-        b, _ = read_map(h2)
-        half = fsc(a, b)
-        truth = fsc(gt * mask, m * mask)
-        r_half, _ = _res(half, box, pix, 0.143)
-        r05, c05 = _res(truth, box, pix, 0.5)
-        r0143, c0143 = _res(truth, box, pix, 0.143)
-        refinements.append({
-            "method": s["method"], "label": label,
-            "halfmap_resolution_0143": r_half,
-            "gt_resolution_05": r05, "gt_resolution_0143": r0143,
-            # one number for the whole curve: the mean masked FSC to the truth over the
-            # shells 1..Nyquist (both maps share them), so gains below Nyquist-limited
-            # crossings still show
-            "gt_fsc_mean": float(np.mean(truth[1:box // 2 + 1])),
-            "gt_fsc_crosses": {"0.5": c05, "0.143": c0143},
-            "relion_final_resolution": s["final_resolution"],
-            "iterations": s["iterations"], "wall_seconds": s["wall_seconds"],
-            "lambda_history": s["lambda_history"],
-            "denoiser": _denoiser_description(prot),
-        })
-        ax.plot(freq, truth, color=color, label=f"{label}: FSC to truth (masked)")
-        ax.plot(freq, half, color=color, ls=":", label=f"{label}: half-map FSC")
-    for thr in (0.5, 0.143):
-        ax.axhline(thr, color="grey", lw=0.5)
-    ax.set_xlabel("spatial frequency (1/A)")
-    ax.set_ylabel("FSC")
-    ax.set_ylim(-0.05, 1.02)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(os.path.join(out, "fsc.png"), dpi=110)
-    plt.close(fig)
-
-    for r, val in zip(refinements, validations):
-        res = val.getResults() or {}
-        r["validation"] = {"overestimation": (res.get("overestimation") or {}).get("verdict"),
-                           "angular_error_deg": (res.get("poses") or {}).get("angular", {}),
-                           "shift_error_A": (res.get("poses") or {}).get("shift", {}),
-                           "report": val.getReportPath()}
-    summary = {
-        "dataset": {"box": box, "pixel_size": pix, "particles": args.particles,
-                    "snr": info.get("snr_measured"), "snr_requested": args.snr,
-                    "ctf": bool(args.ctf), "model": info.get("model", {}),
-                    "seed": args.seed},
-        "refinements": refinements,
-        "consensus": _consensus_summary(consensus),
-        "project": os.getcwd(),
-    }
-    with open(os.path.join(out, "summary.json"), "w") as fh:
-        json.dump(summary, fh, indent=1)
-    rows = "".join(
-        f"<tr><td>{r['label']}</td><td>{r['halfmap_resolution_0143']:.2f}</td>"
-        f"<td>{r['gt_resolution_05']:.2f}</td><td>{r['gt_resolution_0143']:.2f}</td>"
-        f"<td>{r['gt_fsc_mean']:.3f}</td><td>{r['iterations']}</td>"
-        f"<td>{r['wall_seconds']:.0f}</td></tr>" for r in refinements)
-    with open(os.path.join(out, "index.html"), "w") as fh:
-        fh.write(f"""<html><head><title>redprior demo</title></head><body>
-<h1>RELION Gaussian prior vs CW-RED</h1>
-<p>{args.particles} simulated particles, box {box}, {pix} A/px, SNR {summary['dataset']['snr']:.4f}.
-Denoiser: {refinements[-1]['denoiser']}</p>
-<table border=1 cellpadding=4><tr><th>prior</th><th>half-map FSC 0.143 (A)</th>
-<th>FSC to truth 0.5 (A)</th><th>FSC to truth 0.143 (A)</th><th>mean FSC to truth</th>
-<th>iterations</th><th>seconds</th></tr>
-{rows}</table><img src="fsc.png"></body></html>
-""")
-    return summary
-
-
-def _consensus_summary(prot):
-    if prot is None:
-        return {}
-    s = (prot.getResult() or {}).get("summary", {})
-    keep = ("engines", "n_common", "n_agree", "n_disagree", "fraction_agree", "pairs")
-    return {**{k: s[k] for k in keep if k in s}, "report": prot.getReportPath()}
-
-
-def _denoiser_description(prot):
-    from redprior.core.denoiser.model import read_metadata
-    path = prot.getDenoiserPath()
-    if not path:
-        return "none (lambda = 0)"
-    try:
-        meta = read_metadata(path)
-        return f"{meta.get('name', os.path.basename(path))}: {meta.get('description', '')}"
-    except Exception:  # the report must not fail on a description
-        return os.path.basename(path)
+    os.makedirs(out, exist_ok=True)
+    entries = [demo_report.refinement_entry(label, prot, val)
+               for (label, prot), val in zip(refinements, validations)]
+    maps = [("ground truth", read_map(sim.outputVolume.getFileName())[0])]
+    maps += [(label, read_map(prot.outputVolume.getFileName())[0]) for label, prot in refinements]
+    dataset = {"box": args.box, "pixel_size": args.pixel, "particles": args.particles,
+               "snr": info.get("snr_measured"), "snr_requested": args.snr,
+               "ctf": bool(args.ctf), "model": info.get("model", {}), "seed": args.seed}
+    return demo_report.write_report(out, dataset, entries, maps,
+                                    demo_report.consensus_entry(cons), os.getcwd())
 
 
 if __name__ == "__main__":

@@ -6,23 +6,19 @@ persistent object the plugin defines lives here:
     everything else (box, pixel size, training resolutions, normalisation, U-Net levels, the
     single-pass curve and the suggested CW-RED thresholds) is read from the model's .json
     metadata (core.denoiser.model), so the object and the file can never disagree.
-  * TrainingPairs: a folder of training pairs (core.training_data.pairs.PairStore) with a few
+  * TrainingPairs: a folder of training pairs (core.training_data.store.PairStore) with a few
     numbers copied from its manifest for display.
 The simulate protocol only produces standard pwem objects (Volume, SetOfParticles).
 No TensorFlow import here: the GUI lists these objects without loading a model.
 """
-import json
-import os
 
 import pyworkflow.object as pwobj
 from pwem.objects import EMObject
 
 
 def _readJson(path):
-    if path and os.path.exists(path):
-        with open(path) as fh:
-            return json.load(fh)
-    return {}
+    from redprior.core.io.jsonfile import read_json
+    return read_json(path)
 
 
 class DenoiserModel(EMObject):
@@ -135,8 +131,8 @@ class TrainingPairs(EMObject):
         self._folder.set(folder)
 
     def getStore(self):
-        """The core.training_data.pairs.PairStore (reads the manifest)."""
-        from redprior.core.training_data.pairs import PairStore
+        """The core.training_data.store.PairStore (reads the manifest)."""
+        from redprior.core.training_data.store import PairStore
         return PairStore(self.getFolder())
 
     def updateFromStore(self, store=None):

@@ -16,31 +16,34 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from redprior.core.training_data import structure_set as TS  # noqa: E402
+from redprior.core.training_data.build import build_manifest  # noqa: E402
+from redprior.core.training_data.manifest import MANIFEST  # noqa: E402
+from redprior.core.training_data.reserved import have_tmtools  # noqa: E402
+from redprior.core.training_data.sources import scan_sources  # noqa: E402
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", default=TS.MANIFEST, help="manifest to write (default: %(default)s)")
+    ap.add_argument("--out", default=MANIFEST, help="manifest to write (default: %(default)s)")
     ap.add_argument("--report", help="also write every exclusion with its reason to this file")
     ap.add_argument("--allow-missing", action="store_true",
                     help="build from the installed sources even if some are missing")
     args = ap.parse_args(argv)
 
-    _files, missing = TS.scan_sources()
+    _files, missing = scan_sources()
     problems = [f"  {s.name} ({s.kind}): {s.install}" for s in missing]
-    if not TS.have_tmtools() and "tmtools" not in {s.name for s in missing}:
+    if not have_tmtools() and "tmtools" not in {s.name for s in missing}:
         problems.append("  tmtools (pip): pip install tmtools   [TM-scores vs reserved]")
     if problems:
         print("Missing sources of training structures:\n" + "\n".join(problems)
               + "\n(all pip ones at once: pip install '.[training]'; Debian ones need "
               "'apt-get update' first, and a system whose dpkg keeps /usr/share/doc)",
               file=sys.stderr)
-        if not TS.have_tmtools() or not args.allow_missing:
+        if not have_tmtools() or not args.allow_missing:
             return 2
 
     t0 = time.time()
-    m = TS.build_manifest(args.out, progress=lambda s: print(s, flush=True))
+    m = build_manifest(args.out, progress=lambda s: print(s, flush=True))
     report = m.pop("report")
     c = m["counts"]
     print(f"\n{c['training']} training chains (of {c['distinct']} distinct, "

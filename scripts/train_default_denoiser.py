@@ -71,13 +71,13 @@ def check_training_set(args):
     (redprior/data/TRAINING_SET.md) unless a partial set was asked for."""
     import logging
 
-    from redprior.core.training_data import structure_set as training_set
+    from redprior.core.training_data.manifest import MANIFEST, load_training_chains
 
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    manifest = args.manifest or training_set.MANIFEST
+    manifest = args.manifest or MANIFEST
     with open(manifest) as fh:
         total = len(json.load(fh)["chains"])
-    have = len(training_set.load_training_chains(manifest))
+    have = len(load_training_chains(manifest))
     log(f"training set: {have} of {total} chains installed")
     if have < total and not (args.allow_missing or args.max_structures or args.manifest):
         log("stopping: the default model is trained on all of them. Install the missing "
@@ -136,7 +136,7 @@ def main(argv=None):
     from redprior.core.denoiser.model import metadata_path, update_metadata
     from redprior.core.denoiser.single_pass import TOLERANCE, suggest_thresholds
     from redprior.protocols import ProtRedPriorTrainDenoiser, ProtRedPriorTrainingMaps
-    from redprior.protocols.protocol_training_maps import MODE_GAUSSIAN, SRC_SHIPPED
+    from redprior.protocols.training_maps_form import MODE_GAUSSIAN, SRC_SHIPPED
     from redprior.viewers.viewer_training import (RedPriorTrainDenoiserViewer,
                                                   RedPriorTrainingMapsViewer)
 

@@ -4,7 +4,12 @@ The arguments themselves are built by core.relion.command (relion_refine) and
 core.prior.exrecon.hook_args (the external-reconstruct program), so the refine protocol,
 'training maps' and the quality benchmark run RELION the same way.
 """
+import os
 import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
 
 from redprior import Plugin
 from redprior import constants as C
@@ -25,3 +30,35 @@ class RelionRunnerMixin:
         program = Plugin.getRelionProgram(name) or name
         self.runJob(program, ' '.join(shlex.quote(a) for a in args), env=env, cwd=cwd,
                     numberOfMpi=mpi, numberOfThreads=1)
+
+    def _startDenoiserWorker(self, modelPath):
+        """Start the denoiser worker (TensorFlow loaded once for the whole refinement).
+
+        Returns (process, socket), (None, None) without a model.
+        """
+        if not modelPath:
+            return None, None
+        from redprior.core.denoiser.worker import wait_ready
+        # AF_UNIX paths are limited to ~100 characters: keep the socket out of the project.
+        socket = os.path.join(tempfile.mkdtemp(prefix='redprior_'), 'worker.sock')
+        logFile = open(self._getExtraPath('worker.log'), 'a')
+        proc = subprocess.Popen([sys.executable, '-m', 'redprior_worker', '--model',
+                                 os.path.abspath(modelPath), '--socket', socket],
+                                stdout=logFile, stderr=subprocess.STDOUT)
+        if wait_ready(socket, proc):
+            self.info('Denoiser worker ready (pid %d)' % proc.pid)
+        else:
+            self.warning('The denoiser worker did not start (see extra/worker.log); each call '
+                         'will load the model itself (slower, same result).')
+        return proc, socket
+
+    def _stopDenoiserWorker(self, proc, socket):
+        if proc is None:
+            return
+        from redprior.core.denoiser.worker import stop
+        stop(socket)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        shutil.rmtree(os.path.dirname(socket), ignore_errors=True)

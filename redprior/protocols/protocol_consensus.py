@@ -1,30 +1,24 @@
 """'compare engines': consensus of two or more refinements (maps and particle poses).
 
-The numerics live in redprior.core (align3d: map superposition and hand; consensus: pose
-agreement, majority rule, cross-FSC, report); this protocol reads the Scipion inputs, runs
-them and builds the outputs.
-
-Scipion ALIGN_PROJ matrices M relate to RELION's pose matrix R and origin o (pixels) by
-inv(M) = [[R, -o], [0, 1]] (what relion.convert's matrixFromGeometry writes), so poses are
-read without going through Euler angles.
+The Scipion layer only: numerics, files and report are core.validation.consensus*, the
+Scipion conversions redprior.convert.
 """
-import json
-import os
-
-import numpy as np
-
 import pyworkflow.protocol.params as params
 from pyworkflow import BETA
 from pyworkflow.protocol import Protocol
 from pwem.objects import FSC, SetOfFSCs, SetOfParticles
 from pwem.protocols import EMProtocol
 
-from redprior import Plugin
+from redprior import Plugin, convert
+from redprior.core.validation import consensus, consensus_report, consensus_results as results
+from redprior.core.validation.consensus import PoseSet
+
 FRAME_FROM_MAPS, FRAME_FROM_POSES = 0, 1
 FRAME_CHOICES = ['maps', 'particle poses']
 MASK_NONE, MASK_SPHERE, MASK_AUTO = 0, 1, 2
 MASK_CHOICES = ['none', 'soft sphere', 'automatic (from the reference map)']
-TRANSFORMS_JSON = 'transforms.json'
+# subsets of core.validation.consensus_results.particle_subsets -> output name
+SUBSET_OUTPUTS = {'agreeing': 'outputAgreeing', 'disagreeing': 'outputDisagreeing'}
 
 
 class ProtRedPriorConsensus(EMProtocol):
@@ -40,8 +34,8 @@ class ProtRedPriorConsensus(EMProtocol):
     """
     _label = 'compare engines'
     _devStatus = BETA
-    _possibleOutputs = {'outputAgreeing': SetOfParticles,
-                        'outputDisagreeing': SetOfParticles,
+    _possibleOutputs = {SUBSET_OUTPUTS['agreeing']: SetOfParticles,
+                        SUBSET_OUTPUTS['disagreeing']: SetOfParticles,
                         'outputFSCs': SetOfFSCs}
 
     # ------------------------------------------------------------------ form
@@ -107,7 +101,9 @@ class ProtRedPriorConsensus(EMProtocol):
 
     # ------------------------------------------------------------------ steps
     def _insertAllSteps(self):
-        self._insertFunctionStep(self.convertInputStep, self._inputIds(), needsGPU=False)
+        inputIds = [[p.getUniqueId() for p in self.inputVolumes],
+                    [p.getUniqueId() for p in self.inputParticles]]
+        self._insertFunctionStep(self.convertInputStep, inputIds, needsGPU=False)
         self._insertFunctionStep(self.alignFramesStep, self.alignFrames.get(),
                                  self.alignFrom.get(), self.checkHand.get(),
                                  self.symmetry.get(), needsGPU=False)
@@ -116,169 +112,87 @@ class ProtRedPriorConsensus(EMProtocol):
                                  self.fscMask.get(), needsGPU=False)
         self._insertFunctionStep(self.createOutputStep, needsGPU=False)
 
-    def _inputIds(self):
-        return [[p.getUniqueId() for p in self.inputVolumes],
-                [p.getUniqueId() for p in self.inputParticles]]
-
     def convertInputStep(self, inputIds):
         from redprior.core.io import mrc as mrcio
         names = self._names()
-        for k, vol in enumerate(self._volumes()):
-            data, _ = mrcio.read_map(self._mrcPath(vol))
+        vols, sets = self._volumes(), self._particleSets()
+        for k, (vol, path) in enumerate(zip(vols, self._paths('map', len(vols)))):
+            data, _ = mrcio.read_map(convert.mrcPath(vol.getFileName(), self._getTmpPath()))
             mrcio.check_cube(data, vol.getFileName())
-            mrcio.write_map(self._mapPath(k), data, vol.getSamplingRate())
+            mrcio.write_map(path, data, vol.getSamplingRate())
             self.info(f'Map {k + 1} ({names[k]}): box {data.shape[0]} px, '
                       f'{vol.getSamplingRate():g} A/px')
-        for k, parts in enumerate(self._particleSets()):
-            poses = self.readPoses(parts, names[k])
-            poses.save(self._posesPath(k))
+        for k, (parts, path) in enumerate(zip(sets, self._paths('poses', len(sets)))):
+            poses = PoseSet(*convert.posesFromSet(parts), names[k])
+            poses.save(path)
             self.info(f'Particles {k + 1} ({poses.name}): {len(poses)} with 3D alignment')
 
     def alignFramesStep(self, alignFrames, alignFrom, checkHand, symmetry):
-        from redprior.core.geometry import align3d
-        from redprior.core.validation import consensus
-        from redprior.core.io import mrc as mrcio
+        from redprior.core.validation import consensus_frames as frames
         n = self._numberOfInputs()
-        pixel = self._pixelSize()
-        identity = align3d.FrameTransform(pixel_size=pixel, method='identity')
-        transforms = [identity.to_dict()]
-        for k in range(1, n):
-            if not alignFrames:
-                t = identity
-            elif alignFrom == FRAME_FROM_MAPS:
-                a = mrcio.read_map(self._mapPath(0))[0]
-                b = mrcio.read_map(self._mapPath(k))[0]
-                self.info(f'Aligning map {k + 1} onto map 1 ...')
-                t = align3d.align_volumes(a, b, pixel, check_hand=checkHand, log=self.info)
-            else:
-                ref, other = self._loadPoses(0), self._loadPoses(k)
-                t = consensus.align_pose_sets(ref, other, symmetry,
-                                              self.angleTolerance.get(), checkHand)
-                t.pixel_size = pixel
-            d = t.to_dict()
-            self.info(f'Frame of input {k + 1}: {d["method"]}, rotation '
-                      f'{d["rotation_angle_deg"]:.2f} deg, shift '
-                      f'({", ".join("%.2f" % x for x in d["shift_A"])}) A, hand {d["hand"]}, '
-                      f'score {d["score"]:.3f}'
-                      + ('' if d['score_other_hand'] is None
-                         else f' (other hand {d["score_other_hand"]:.3f})'))
-            transforms.append(d)
-        with open(self._getExtraPath(TRANSFORMS_JSON), 'w') as fh:
-            json.dump(transforms, fh, indent=1)
+        method = (frames.FROM_MAPS, frames.FROM_POSES)[alignFrom] if alignFrames else None
+        transforms = frames.align_frames(n, self._pixelSize(), method, self._paths('map', n),
+                                         self._paths('poses', n), symmetry,
+                                         self.angleTolerance.get(), checkHand, log=self.info)
+        results.save_transforms(self._getExtraPath(), transforms)
 
     def consensusStep(self, angleTol, shiftTol, minAgree, fscMask):
-        from redprior.core.geometry import align3d
-        from redprior.core.validation import consensus
-        from redprior.core.geometry import masks
-        from redprior.core.io import mrc as mrcio
-        transforms = [align3d.FrameTransform.from_dict(d) for d in self.getTransforms()]
-        names = self._names()
-        result = None
-        if self._particleSets():
-            sets = [self._loadPoses(k).transformed(transforms[k])
-                    for k in range(len(self._particleSets()))]
+        from redprior.core.geometry.align3d import FrameTransform
+        from redprior.core.validation import consensus_maps
+        transforms = [FrameTransform.from_dict(d) for d in self.getTransforms()]
+        names, ns, nv = self._names(), len(self._particleSets()), len(self._volumes())
+        result = fscResult = None
+        if ns:
+            sets = [PoseSet.load(path).transformed(t)
+                    for path, t in zip(self._paths('poses', ns), transforms)]
             result = consensus.consensus(sets, angleTol, shiftTol, self.symmetry.get(),
                                          minAgree or None)
-            s = result.summary()
-            self.info(f"{s['n_agree']} of {s['n_common']} common particles agree "
-                      f"({100 * (s['fraction_agree'] or 0):.1f} %), {s['n_disagree']} do not")
-        fscResult = None
-        if self._volumes():
-            pixel = self._pixelSize()
-            maps = []
-            for k, t in enumerate(transforms[:len(self._volumes())]):
-                data = mrcio.read_map(self._mapPath(k))[0]
-                aligned = data if t.method == 'identity' else t.apply_to_map(data)
-                mrcio.write_map(self._alignedPath(k), aligned, pixel)
-                maps.append(aligned)
-            box = maps[0].shape[0]
-            mask = None
-            if fscMask == MASK_SPHERE:
-                mask = masks.spherical_mask(box, 0.45 * box, soft_px=3)
-            elif fscMask == MASK_AUTO:
-                mask = masks.solvent_mask(maps[0], pixel, lowpass_A=max(15.0, 3 * pixel))
-            if mask is not None:
-                mrcio.write_map(self._getExtraPath('fsc_mask.mrc'), mask, pixel)
-            fscResult = consensus.cross_fsc(maps, pixel, mask, names[:len(maps)])
-        consensus.save_result(self._getExtraPath(), result, transforms, fscResult,
-                              extra=dict(inputs=names, averaged_poses=self.averagePoses.get()))
-        html = consensus.write_report(self._getExtraPath(),
-                                      title='Consensus of %d refinements' % len(names))
-        self.info(f'Report: {html}')
+            self.info(consensus_report.agreement_line(result.summary()))
+        if nv:
+            fscResult = consensus_maps.compare_maps(
+                self._paths('map', nv), transforms, self._pixelSize(),
+                consensus_maps.MASKS[fscMask], names, self._paths('aligned', nv),
+                self._getExtraPath(results.FSC_MASK))
+        results.save_result(self._getExtraPath(), result, transforms, fscResult,
+                            extra=dict(inputs=names, averaged_poses=self.averagePoses.get()))
+        self.info('Report: %s' % consensus_report.write_report(
+            self._getExtraPath(), title='Consensus of %d refinements' % len(names)))
 
     def createOutputStep(self):
-        from redprior.core.validation import consensus
-        data, arrays = consensus.load_result(self._getExtraPath())
+        data, arrays = results.load_result(self._getExtraPath())
         outputs = {}
-        if arrays is not None:
-            first = self.inputParticles[0].get()
-            ids = arrays['ids']
-            agree = arrays['agree']
-            mean = None
-            if self.averagePoses.get():
-                mean = {int(i): (R, o) for i, R, o in zip(ids, arrays['consensus_rotations'],
-                                                         arrays['consensus_shifts_A'])}
-            for name, keep, suffix in (('outputAgreeing', set(ids[agree].tolist()), 'agreeing'),
-                                       ('outputDisagreeing', set(ids[~agree].tolist()),
-                                        'disagreeing')):
-                if not keep:
-                    self.info(f'No {suffix} particles: {name} is not created.')
-                    continue
-                out = self._createSetOfParticles(suffix)
-                out.copyInfo(first)
-                px = first.getSamplingRate()
+        subsets = [] if arrays is None else results.particle_subsets(arrays,
+                                                                     self.averagePoses.get())
+        first = self.inputParticles[0].get() if subsets else None
+        for suffix, keep, poses in subsets:
+            name = SUBSET_OUTPUTS[suffix]
+            if not keep:
+                self.info(f'No {suffix} particles: {name} is not created.')
+                continue
+            out = self._createSetOfParticles(suffix)
+            out.copyInfo(first)
+            px = first.getSamplingRate()
 
-                def update(item, row, keep=keep, withMean=(mean is not None
-                                                          and suffix == 'agreeing')):
-                    item._appendItem = item.getObjId() in keep
-                    if item._appendItem and withMean:
-                        R, o = mean[item.getObjId()]
-                        item.getTransform().setMatrix(self.scipionMatrix(R, o / px))
+            def update(item, row, keep=keep, poses=poses):
+                item._appendItem = item.getObjId() in keep
+                if item._appendItem and poses is not None:
+                    R, o = poses[item.getObjId()]
+                    item.getTransform().setMatrix(convert.scipionMatrix(R, o / px))
 
-                out.copyItems(first, updateItemCallback=update)
-                outputs[name] = out
-        if data.get('fsc'):
+            out.copyItems(first, updateItemCallback=update)
+            outputs[name] = out
+        curves = results.fsc_curves(data)
+        if curves:
             fscs = self._createSetOfFSCs()
-            f = data['fsc']
-            for c in f['curves']:
-                i, j = c['pair']
-                fsc = FSC(objLabel='%s vs %s' % (f['names'][i], f['names'][j]))
-                fsc.setData(f['freq'][1:], c['fsc'][1:])
+            for label, freq, values in curves:
+                fsc = FSC(objLabel=label)
+                fsc.setData(freq, values)
                 fscs.append(fsc)
             outputs['outputFSCs'] = fscs
         self._defineOutputs(**outputs)
         for out in outputs.values():
             for p in list(self.inputParticles) + list(self.inputVolumes):
                 self._defineSourceRelation(p, out)
-
-    # ------------------------------------------------------------------ conversions
-    @staticmethod
-    def relionPose(matrix):
-        """(RELION pose matrix R, origin in pixels (x, y)) of a Scipion ALIGN_PROJ matrix."""
-        inv = np.linalg.inv(np.asarray(matrix, dtype=np.float64))
-        return inv[:3, :3], -inv[:2, 3]
-
-    @staticmethod
-    def scipionMatrix(R, origin_px):
-        """Inverse of relionPose: the 4x4 Scipion ALIGN_PROJ matrix."""
-        T = np.eye(4)
-        T[:3, :3] = R
-        T[:2, 3] = -np.asarray(origin_px, dtype=np.float64)
-        return np.linalg.inv(T)
-
-    @classmethod
-    def readPoses(cls, parts, name=''):
-        """core.validation.consensus.PoseSet (ids, RELION matrices, origins in A) of a SetOfParticles."""
-        from redprior.core.validation.consensus import PoseSet
-        px = parts.getSamplingRate()
-        ids, Rs, shifts = [], [], []
-        for p in parts.iterItems(orderBy='id'):
-            R, o = cls.relionPose(p.getTransform().getMatrix())
-            ids.append(p.getObjId())
-            Rs.append(R)
-            shifts.append(o * px)
-        return PoseSet(np.array(ids), np.array(Rs).reshape(-1, 3, 3),
-                       np.array(shifts).reshape(-1, 2), name)
 
     # ------------------------------------------------------------------ helpers
     def _volumes(self):
@@ -291,8 +205,7 @@ class ProtRedPriorConsensus(EMProtocol):
         return max(len(self._volumes()), len(self._particleSets()))
 
     def _pixelSize(self):
-        objs = self._volumes() or self._particleSets()
-        return float(objs[0].getSamplingRate())
+        return float((self._volumes() or self._particleSets())[0].getSamplingRate())
 
     def _names(self):
         """One short label per refinement: '<k>: <label of the producing protocol>'."""
@@ -300,8 +213,7 @@ class ProtRedPriorConsensus(EMProtocol):
         vols, parts = list(self.inputVolumes), list(self.inputParticles)
         for k in range(self._numberOfInputs()):
             ptr = parts[k] if k < len(parts) else vols[k]
-            obj = ptr.get()
-            value = ptr.getObjValue()
+            obj, value = ptr.get(), ptr.getObjValue()
             # GUI pointers hold (protocol, 'outputX'); direct ones the object itself
             label = value.getObjLabel() if isinstance(value, Protocol) else obj.getObjLabel()
             if not label:
@@ -312,48 +224,20 @@ class ProtRedPriorConsensus(EMProtocol):
             names.append('%d: %s' % (k + 1, label))
         return names
 
-    def _mrcPath(self, vol):
-        fn = vol.getFileName()
-        fn = fn[:-4] if fn.endswith(':mrc') else fn
-        if os.path.splitext(fn)[1].lower() in ('.mrc', '.map', '.mrcs'):
-            return fn
-        # e.g. Spider/Xmipp .vol from other plugins: the core reads MRC only
-        from pwem.emlib.image import ImageHandler
-        out = self._getTmpPath(os.path.basename(fn) + '.mrc')
-        ImageHandler().convert(fn, out)
-        return out
-
-    def _mapPath(self, k):
-        return self._getExtraPath('map_%02d.mrc' % (k + 1))
-
-    def _alignedPath(self, k):
-        return self._getExtraPath('aligned_%02d.mrc' % (k + 1))
-
-    def _posesPath(self, k):
-        return self._getExtraPath('poses_%02d.npz' % (k + 1))
-
-    def _loadPoses(self, k):
-        from redprior.core.validation.consensus import PoseSet
-        return PoseSet.load(self._posesPath(k))
+    def _paths(self, kind, n):
+        """extra/ files of inputs 1..n: 'map', 'poses' or 'aligned' (consensus_results)."""
+        return results.input_paths(self._getExtraPath(), kind, n)
 
     def getTransforms(self):
         """Frame transforms (dicts, align3d.FrameTransform.to_dict) of every input."""
-        path = self._getExtraPath(TRANSFORMS_JSON)
-        if not os.path.exists(path):
-            return []
-        with open(path) as fh:
-            return json.load(fh)
+        return results.load_transforms(self._getExtraPath())
 
-    def getResult(self):
+    def getResults(self):
         """Contents of extra/consensus.json ({} before the run wrote it)."""
-        path = self._getExtraPath('consensus.json')
-        if not os.path.exists(path):
-            return {}
-        with open(path) as fh:
-            return json.load(fh)
+        return results.read_summary(self._getExtraPath())
 
     def getReportPath(self):
-        return self._getExtraPath('consensus.html')
+        return self._getExtraPath(consensus_report.REPORT_HTML)
 
     # ------------------------------------------------------------------ info
     @classmethod
@@ -362,6 +246,8 @@ class ProtRedPriorConsensus(EMProtocol):
         return Plugin.missingPythonPackages('mrcfile', 'scipy')
 
     def _validate(self):
+        from redprior.core.geometry import rotations as angles
+        from redprior.core.validation.consensus_maps import grid_errors
         errors = []
         vols, parts = self._volumes(), self._particleSets()
         nv, np_ = len(vols), len(parts)
@@ -379,23 +265,8 @@ class ProtRedPriorConsensus(EMProtocol):
                               '(alignment: %s). Use the particles output of a 3D refinement, '
                               'or import the particles with their angles.'
                               % (k + 1, p.getObjLabel() or p.getNameId(), p.getAlignment()))
-        if vols:
-            box0, px0 = vols[0].getXDim(), vols[0].getSamplingRate()
-            for k, v in enumerate(vols[1:], start=2):
-                if v.getXDim() != box0 or abs(v.getSamplingRate() - px0) > 0.01 * px0:
-                    errors.append('Map %d is %d px at %.3f A/px but map 1 is %d px at %.3f '
-                                  'A/px: resample it to the first map (e.g. relion_image_'
-                                  'handler --rescale_angpix %.3f --new_box %d, or xmipp '
-                                  'crop/resize volumes).'
-                                  % (k, v.getXDim(), v.getSamplingRate(), box0, px0, px0,
-                                     box0))
-        if vols and parts and nv == np_:
-            for k, (v, p) in enumerate(zip(vols, parts), start=1):
-                ppx, vpx = p.getSamplingRate(), v.getSamplingRate()
-                if ppx and vpx and abs(ppx - vpx) > 0.01 * vpx:
-                    errors.append('Particle set %d is at %.3f A/px but its map is at %.3f '
-                                  'A/px: give the map of that refinement (or rescale one of '
-                                  'them).' % (k, ppx, vpx))
+        errors += grid_errors([(v.getXDim(), v.getSamplingRate()) for v in vols],
+                              [p.getSamplingRate() for p in parts] if nv == np_ else None)
         if self.alignFrames.get():
             if self.alignFrom.get() == FRAME_FROM_MAPS and nv < 2:
                 errors.append('Aligning the frames from the maps needs a map per refinement; '
@@ -404,7 +275,6 @@ class ProtRedPriorConsensus(EMProtocol):
                 errors.append('Aligning the frames from the poses needs the particle sets; '
                               'add them, or align from the maps.')
         try:
-            from redprior.core.geometry import rotations as angles
             angles.symmetry_operators(self.symmetry.get())
         except ValueError as exc:
             errors.append(str(exc))
@@ -417,59 +287,15 @@ class ProtRedPriorConsensus(EMProtocol):
         return errors
 
     def _summary(self):
-        data = self.getResult()
+        data = self.getResults()
         if not data:
             return ['Compares %d refinements (not run yet).' % self._numberOfInputs()]
-        lines = []
-        s = data.get('summary')
-        if s:
-            lines.append('Agreeing particles: %d of %d common (%.1f %%); disagreeing: %d '
-                         '(rule: %d of %d engines within %g deg and %g A, symmetry %s)'
-                         % (s['n_agree'], s['n_common'], 100 * (s['fraction_agree'] or 0),
-                            s['n_disagree'], s['min_agree'], len(s['engines']),
-                            s['angle_tol_deg'], s['shift_tol_A'], s['symmetry']))
-            for p in s['pairs']:
-                a, sh = p['angle'], p['shift']
-                if a['n']:
-                    lines.append('%s vs %s: angle median %.2f deg (p75 %.2f, p90 %.2f, p95 '
-                                 '%.2f), shift median %.2f A (p90 %.2f), agree %.1f %%'
-                                 % (p['names'][0], p['names'][1], a['p50'], a['p75'],
-                                    a['p90'], a['p95'], sh['p50'], sh['p90'],
-                                    100 * p['fraction_agree']))
-            missing = {k: v for k, v in s['not_common'].items() if v}
-            if missing:
-                lines.append('Not in every set (not judged): %s'
-                             % ', '.join('%s %d' % kv for kv in missing.items()))
-        for k, t in enumerate(data.get('transforms') or []):
-            if t and t['method'] != 'identity':
-                lines.append('Frame of input %d (from %s): rotation %.1f deg, shift %.1f A, '
-                             'hand %s, score %.3f' % (k + 1, t['method'],
-                                                      t['rotation_angle_deg'],
-                                                      float(np.linalg.norm(t['shift_A'])),
-                                                      t['hand'], t['score']))
-        f = data.get('fsc')
-        if f:
-            for c in f['curves']:
-                i, j = c['pair']
-                r = f['res05'][i][j]
-                lines.append('Cross-FSC %s vs %s: %s at 0.5'
-                             % (f['names'][i], f['names'][j],
-                                ('%.2f A' % r) + ('' if f['crossed05'][i][j]
-                                                  else ' (Nyquist, never below 0.5)')))
-        return lines
+        return consensus_report.summary_lines(data)
 
     def _methods(self):
-        data = self.getResult()
+        data = self.getResults()
         s = data.get('summary') if data else None
-        if not s:
-            return []
-        return ['The poses of %d refinements were compared per particle after bringing them '
-                'into one frame; a particle was kept when at least %d engines agreed within '
-                '%g degrees (symmetry %s) and %g A, following the consensus rule of Sorzano '
-                'et al. (two disagreeing estimates discard the particle). %d of %d particles '
-                '(%.1f %%) agreed.' % (len(s['engines']), s['min_agree'], s['angle_tol_deg'],
-                                       s['symmetry'], s['shift_tol_A'], s['n_agree'],
-                                       s['n_common'], 100 * (s['fraction_agree'] or 0))]
+        return [consensus_report.methods_text(s)] if s else []
 
     def _citations(self):
         return ['Kimanius2021']

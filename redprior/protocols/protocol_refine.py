@@ -6,19 +6,14 @@ the E-step and calls `redprior_exrecon` for every M-step; that program applies t
 and 5 accept the same ones; RELION 5 also writes pixel size and particle diameter into the
 external STAR, which we do not need because the pixel size is passed with --angpix).
 """
-import json
 import os
-import shutil
-import subprocess
-import sys
-import tempfile
 import time
 
 import pyworkflow.protocol.params as params
 from pyworkflow import BETA
 from pyworkflow.protocol.constants import STEPS_SERIAL
 from pwem.constants import ALIGN_PROJ
-from pwem.objects import FSC, SetOfParticles, Volume
+from pwem.objects import FSC, SetOfFSCs, SetOfParticles, Volume
 from pwem.protocols import ProtRefine3D
 
 from redprior.core.prior import schedule
@@ -38,7 +33,8 @@ class ProtRedPriorRefine(RelionRunnerMixin, ProtRefine3D):
     """
     _label = 'CW-RED 3D auto-refine'
     _devStatus = BETA
-    _possibleOutputs = {'outputVolume': Volume, 'outputParticles': SetOfParticles}
+    _possibleOutputs = {'outputVolume': Volume, 'outputParticles': SetOfParticles,
+                        'outputFSCs': SetOfFSCs}
 
     def __init__(self, **kwargs):
         ProtRefine3D.__init__(self, **kwargs)
@@ -134,40 +130,12 @@ class ProtRedPriorRefine(RelionRunnerMixin, ProtRefine3D):
             self.info('Denoiser: %s' % self.getDenoiserPath())
 
     def refineStep(self, priorArgs):
-        worker, socket = self._startWorker()
+        model = self.getDenoiserPath() if self.priorMode.get() != PRIOR_GAUSSIAN else None
+        worker, socket = self._startDenoiserWorker(model)
         try:
             self._runRelion(socket)
         finally:
-            self._stopWorker(worker, socket)
-
-    def _startWorker(self):
-        """Start the denoiser worker (TensorFlow loaded once for the whole refinement)."""
-        if self.priorMode.get() == PRIOR_GAUSSIAN:
-            return None, None
-        from redprior.core.denoiser.worker import wait_ready
-        # AF_UNIX paths are limited to ~100 characters: keep the socket out of the project.
-        socket = os.path.join(tempfile.mkdtemp(prefix='redprior_'), 'worker.sock')
-        logFile = open(self._getExtraPath('worker.log'), 'a')
-        proc = subprocess.Popen([sys.executable, '-m', 'redprior_worker', '--model',
-                                 os.path.abspath(self.getDenoiserPath()), '--socket', socket],
-                                stdout=logFile, stderr=subprocess.STDOUT)
-        if wait_ready(socket, proc):
-            self.info('Denoiser worker ready (pid %d)' % proc.pid)
-        else:
-            self.warning('The denoiser worker did not start (see extra/worker.log); each call '
-                         'will load the model itself (slower, same result).')
-        return proc, socket
-
-    def _stopWorker(self, proc, socket):
-        if proc is None:
-            return
-        from redprior.core.denoiser.worker import stop
-        stop(socket)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        shutil.rmtree(os.path.dirname(socket), ignore_errors=True)
+            self._stopDenoiserWorker(worker, socket)
 
     def _runRelion(self, socket):
         from redprior.core.relion.command import continue_args, refine_args
@@ -204,10 +172,11 @@ class ProtRedPriorRefine(RelionRunnerMixin, ProtRefine3D):
 
         fscs = self._createSetOfFSCs()
         fsc = FSC(objLabel='gold-standard FSC (%s)' % PRIOR_LABELS[self.priorMode.get()])
-        freq, curve = self._readFsc()
+        from redprior.core.prior.history import final_fsc
+        freq, curve = final_fsc(self._getExtraPath())
         fsc.setData(freq, curve)
         fscs.append(fsc)
-        self._defineOutputs(outputVolume=vol, outputParticles=outParts, outputFSC=fscs)
+        self._defineOutputs(outputVolume=vol, outputParticles=outParts, outputFSCs=fscs)
         self._defineSourceRelation(self.inputParticles, vol)
         self._defineSourceRelation(self.inputParticles, outParts)
         self._defineSourceRelation(self.referenceVolume, vol)
@@ -279,47 +248,31 @@ class ProtRedPriorRefine(RelionRunnerMixin, ProtRefine3D):
                                     % (suffix, self._getExtraPath()))
         return path
 
-    def _readFsc(self):
-        from emtable import Table
-        t = Table(fileName=self._finalFile('model.star'), tableName='model_class_1')
-        return (list(map(float, t.getColumnValues('rlnResolution'))),
-                list(map(float, t.getColumnValues('rlnGoldStandardFsc'))))
-
     def _writeSummary(self, seconds):
-        from emtable import Table
-        from redprior.core.prior.exrecon import read_log
+        from redprior.core.io.jsonfile import write_json
+        from redprior.core.prior.history import read_log, refinement_summary
+        summary = refinement_summary(self._getExtraPath(), self.getExreconLog(),
+                                     PRIOR_MODES[self.priorMode.get()], seconds,
+                                     self.getDenoiserPath())
+        write_json(self._getExtraPath('summary.json'), summary)
+        for r in read_log(self.getExreconLog()):
+            if 'error' not in r:
+                self.info('iteration %s half %s: resolution %s A, lambda %.3f, %.1f s'
+                          % (r['iteration'], r['half'], r['resolution'], r['lambda'],
+                             r['seconds']))
+        self.info('Final resolution %.2f A (%s) after %d iterations (%.0f s)'
+                  % (summary['final_resolution'], summary['final_resolution_what'],
+                     summary['iterations'], seconds))
 
-        general = Table(fileName=self._finalFile('model.star'), tableName='model_general')
-        row = next(iter(general))
-        log = [r for r in read_log(self.getExreconLog()) if 'error' not in r]
-        its = sorted({r['iteration'] for r in log})
-        summary = {
-            'method': PRIOR_MODES[self.priorMode.get()],
-            'final_resolution': float(row.rlnCurrentResolution),
-            'iterations': len(its),
-            'wall_seconds': round(seconds, 1),
-            'calls': len(log),
-            'lambda_history': [[r['iteration'], r['half'], r['resolution'], r['lambda']] for r in log],
-            'denoiser': self.getDenoiserPath(),
-        }
-        with open(self._getExtraPath('summary.json'), 'w') as fh:
-            json.dump(summary, fh, indent=1)
-        for r in log:
-            self.info('iteration %s half %s: resolution %s A, lambda %.3f, %.1f s'
-                      % (r['iteration'], r['half'], r['resolution'], r['lambda'], r['seconds']))
-        self.info('Final resolution %.2f A after %d iterations (%.0f s)'
-                  % (summary['final_resolution'], summary['iterations'], seconds))
-
-    def getSummaryDict(self):
-        path = self._getExtraPath('summary.json')
-        if os.path.exists(path):
-            with open(path) as fh:
-                return json.load(fh)
-        return {}
+    def getResults(self):
+        """Contents of extra/summary.json ({} before RELION finished)."""
+        from redprior.core.io.jsonfile import read_json
+        return read_json(self._getExtraPath('summary.json'))
 
     # ------------------------------------------------------------------ info
     def _validate(self):
         from redprior.core.io.mrc import MapError, read_map
+        from redprior.core.prior.settings import prior_problems
         errors = []  # Protocol.validate() already adds Plugin.validateInstallation()
         parts, ref = self.inputParticles.get(), self.referenceVolume.get()
         if parts is None or ref is None:
@@ -339,34 +292,20 @@ class ProtRedPriorRefine(RelionRunnerMixin, ProtRefine3D):
             read_map(ref.getFileName())
         except MapError as exc:
             errors.append('Reference volume: %s' % exc)
-        if self.priorMode.get() != PRIOR_GAUSSIAN:
-            errors += self._validateDenoiser(ppix)
-        if (self.priorMode.get() in (PRIOR_CWRED, PRIOR_CWRED_SHELL)
-                and self.cwHigh.get() >= self.cwLow.get()):
-            errors.append('CW-RED: "lambda 1 below" (%g A) must be smaller than "lambda 0 '
-                          'above" (%g A).' % (self.cwHigh.get(), self.cwLow.get()))
+        errors += prior_problems(self._priorSettings())
         return errors
 
-    def _validateDenoiser(self, pixel):
-        from redprior.core.denoiser.model import DenoiserError, default_model, read_metadata
-        from redprior.core.prior.schedule import has_shell_table
-        try:
-            meta = read_metadata(self.getUserDenoiserPath() or default_model())
-        except DenoiserError as exc:
-            return [str(exc)]
-        if self.priorMode.get() == PRIOR_CWRED_SHELL and not has_shell_table(meta):
-            return ['CW-RED per shell: the denoiser %s has no per-shell lambda table in its '
-                    'metadata (train it with validation structures), or choose CW-RED.'
-                    % self.getDenoiserPath()]
-        ratio = pixel / float(meta['pixel_size'])
-        if ratio > 2 or ratio < 0.5:
-            return ['The denoiser was trained at %g A/px and the particles are at %g A/px '
-                    '(ratio %.2f, allowed 0.5-2): rescale the particles or train a denoiser at '
-                    'this pixel size.' % (meta['pixel_size'], pixel, ratio)]
-        return []
+    def _priorSettings(self):
+        from redprior.core.prior.settings import PriorSettings
+        parts = self.inputParticles.get()
+        model = self.getDenoiserPath() if self.priorMode.get() != PRIOR_GAUSSIAN else None
+        return PriorSettings(mode=PRIOR_MODES[self.priorMode.get()],
+                             pixel_size=parts.getSamplingRate() if parts else None,
+                             red_lambda=self.redLambda.get(), cw_low=self.cwLow.get(),
+                             cw_high=self.cwHigh.get(), model=model)
 
     def _summary(self):
-        s = self.getSummaryDict()
+        s = self.getResults()
         if not s:
             return ['Prior: %s (not finished yet)' % PRIOR_LABELS[self.priorMode.get()]]
         lams = [h[3] for h in s['lambda_history']]

@@ -145,7 +145,7 @@ class ProtRedPriorSimulate(EMProtocol):
         star = particles_star.write_particles(sim, pixel, self._getExtraPath(),
                                               name=C.SIM_PARTICLES_NAME)
         self.info(f"Particles written to {star}")
-        info = self.getSimulationInfo()
+        info = self.getResults()
         info.update(particles=len(sim), snr_requested=sim.snr_requested,
                     snr_measured=sim.snr_measured, scale=sim.scale,
                     noise_sigma=sim.noise_sigma, ctf=sim.ctf,
@@ -155,7 +155,7 @@ class ProtRedPriorSimulate(EMProtocol):
         self._writeJson(info)
 
     def createOutputStep(self):
-        info = self.getSimulationInfo()
+        info = self.getResults()
         pixel = float(info['pixel_size'])
 
         truth = Volume(location=self._getExtraPath(C.SIM_GROUND_TRUTH))
@@ -210,8 +210,8 @@ class ProtRedPriorSimulate(EMProtocol):
         obj = self.inputVolume.get()
         if obj is None:
             return None
-        fn = obj.getFileName()
-        return fn[:-4] if fn.endswith(':mrc') else fn
+        from redprior.convert import volumePath
+        return volumePath(obj)
 
     def getCtfSettings(self):
         """CTF dict for core.simulation.particles, or None when no CTF is simulated."""
@@ -247,27 +247,16 @@ class ProtRedPriorSimulate(EMProtocol):
             vol = structure.potential_map(st, box, pixel)
             return vol, float(pixel), dict(source='atomic model', source_file=path,
                                            model=summary)
-        from redprior.core.io import mrc as mrcio
+        from redprior.convert import readCube
         path = self._volumePath()
-        if os.path.splitext(path)[1].lower() not in ('.mrc', '.map', '.mrcs'):
-            # e.g. Spider/Xmipp .vol from other plugins: the core reads MRC only
-            import tempfile
-            from pwem.emlib.image import ImageHandler
-            converted = os.path.join(tempfile.mkdtemp(prefix='redprior_'), 'input.mrc')
-            ImageHandler().convert(path, converted)
-            path = converted
-        vol, header_pixel = mrcio.read_map(path)
-        mrcio.check_cube(vol, path)
+        vol, header_pixel = readCube(path, self._getTmpPath())
         pixel = float(self.inputVolume.get().getSamplingRate() or header_pixel)
         return vol, pixel, dict(source='volume', source_file=path)
 
-    def getSimulationInfo(self):
+    def getResults(self):
         """Contents of extra/simulation.json ({} before the run wrote it)."""
-        path = self._getExtraPath(C.SIM_JSON)
-        if not os.path.exists(path):
-            return {}
-        with open(path) as fh:
-            return json.load(fh)
+        from redprior.core.io.jsonfile import read_json
+        return read_json(self._getExtraPath(C.SIM_JSON))
 
     def _writeJson(self, info):
         def default(o):  # numpy scalars from the core
@@ -346,7 +335,7 @@ class ProtRedPriorSimulate(EMProtocol):
                 f'{need} px (or a pixel size of at least {min_pixel:.2f} A).']
 
     def _summary(self):
-        info = self.getSimulationInfo()
+        info = self.getResults()
         if 'snr_measured' not in info:
             box, pixel = (None, None)
             try:
@@ -373,7 +362,7 @@ class ProtRedPriorSimulate(EMProtocol):
         return lines
 
     def _methods(self):
-        info = self.getSimulationInfo()
+        info = self.getResults()
         if 'snr_measured' not in info:
             return []
         src = ('the electron scattering potential of an atomic model (computed with gemmi)'

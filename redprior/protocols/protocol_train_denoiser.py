@@ -6,7 +6,6 @@ box, pixel size, normalisation, training resolutions, the single-pass curve on t
 structures, the suggested CW-RED thresholds (or why there are none) and the per-shell lambda
 table that 'CW-RED per shell' needs. TensorFlow is imported only inside the training step.
 """
-import json
 import os
 import time
 
@@ -132,10 +131,10 @@ class ProtRedPriorTrainDenoiser(EMProtocol):
                               description=self.getObjComment() or '')
         self.info('Trained in %.0f s; structures for validation: %s'
                   % (time.time() - t0, ', '.join(hist['structures_val']) or 'none'))
-        meta = self._metadata()
+        meta = self.getResults()
         if meta.get('cw_low') is None and not meta.get('threshold_reason'):
             update_metadata(out, cw_low=None, cw_high=None, threshold_reason=NO_VALIDATION)
-            meta = self._metadata()
+            meta = self.getResults()
         self._reloadCheck(store, hist, None if isinstance(model, str) else model)
         if meta.get('cw_low') is not None:
             self.info('Suggested CW-RED thresholds: lambda 0 worse than %.2f A, 1 better than '
@@ -180,19 +179,14 @@ class ProtRedPriorTrainDenoiser(EMProtocol):
         return history_path(self.getModelPath())
 
     def getHistory(self):
-        path = self.getHistoryPath()
-        if os.path.exists(path):
-            with open(path) as fh:
-                return json.load(fh)
-        return {}
+        from redprior.core.io.jsonfile import read_json
+        return read_json(self.getHistoryPath())
 
-    def _metadata(self):
+    def getResults(self):
+        """The trained model's metadata ({} before training finished)."""
         from redprior.core.denoiser.model import metadata_path
-        path = metadata_path(self.getModelPath())
-        if os.path.exists(path):
-            with open(path) as fh:
-                return json.load(fh)
-        return {}
+        from redprior.core.io.jsonfile import read_json
+        return read_json(metadata_path(self.getModelPath()))
 
     # ------------------------------------------------------------------ info
     @classmethod
@@ -248,7 +242,7 @@ class ProtRedPriorTrainDenoiser(EMProtocol):
         if not hist.get('epochs'):
             return ['Not trained yet.']
         last = hist['epochs'][-1]
-        meta = self._metadata()
+        meta = self.getResults()
         lines = ['%d epochs; last: train loss %.4g, val loss %s'
                  % (len(hist['epochs']), last['train_loss'],
                     '%.4g' % last['val_loss'] if last.get('val_loss') is not None else '-'),

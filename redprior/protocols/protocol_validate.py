@@ -3,7 +3,6 @@
 The numerics live in redprior.core (validation, angles, report); this protocol reads the
 inputs, runs the steps and turns the results into Scipion outputs and a report in extra/.
 """
-import json
 import os
 
 import numpy as np
@@ -15,11 +14,12 @@ from pwem.objects import FSC, SetOfFSCs
 from pwem.protocols import EMProtocol
 
 from redprior import Plugin
+from redprior.convert import halfMapPaths, mapShape, posesFromSet, readCube, volumePath
+
 MAPS_JSON = 'validation_maps.json'
 POSES_JSON = 'validation_poses.json'
 RESULTS_JSON = 'validation.json'
 AUTO_MASK = 'auto_mask.mrc'
-MRC_EXTENSIONS = ('.mrc', '.map', '.mrcs', '.st', '.ali', '.rec')
 
 
 class ProtRedPriorValidate(EMProtocol):
@@ -189,11 +189,8 @@ class ProtRedPriorValidate(EMProtocol):
     # ------------------------------------------------------------------ helpers
     def getResults(self):
         """Contents of extra/validation.json ({} before the report step)."""
-        path = self._getExtraPath(RESULTS_JSON)
-        if not os.path.exists(path):
-            return {}
-        with open(path) as fh:
-            return json.load(fh)
+        from redprior.core.io.jsonfile import read_json
+        return read_json(self._getExtraPath(RESULTS_JSON))
 
     def getReportPath(self, name='report.html'):
         return self._getExtraPath(name)
@@ -213,25 +210,14 @@ class ProtRedPriorValidate(EMProtocol):
 
     @staticmethod
     def _volumePath(vol):
-        fn = vol.getFileName()
-        return fn[:-4] if fn.endswith(':mrc') else fn
+        return volumePath(vol)
 
     def _halfMapPaths(self):
-        halves = [h[:-4] if h.endswith(':mrc') else h
-                  for h in self.inputVolume.get().getHalfMaps(asList=True)]
-        return halves[0], halves[1]
+        h1, h2 = halfMapPaths(self.inputVolume.get())
+        return h1, h2
 
     def _readMap(self, path):
-        from redprior.core.io import mrc as mrcio
-        if os.path.splitext(path)[1].lower() not in MRC_EXTENSIONS:
-            # e.g. Spider/Xmipp maps from other plugins: the core reads MRC only
-            from pwem.emlib.image import ImageHandler
-            converted = self._getTmpPath(os.path.basename(path) + '.mrc')
-            ImageHandler().convert(path, converted)
-            path = converted
-        data, _ = mrcio.read_map(path)
-        mrcio.check_cube(data, path)
-        return data
+        return readCube(path, self._getTmpPath())[0]
 
     def _reportInfo(self):
         vol = self.inputVolume.get()
@@ -301,7 +287,7 @@ class ProtRedPriorValidate(EMProtocol):
                 errors.append('The %s file %s does not exist. Check the input (was the '
                               'refinement moved or deleted?).' % (name, path))
                 continue
-            shape = _mapShape(path)
+            shape = mapShape(path)
             if shape is None:
                 errors.append('The %s file %s cannot be read as a map.' % (name, path))
                 continue
@@ -369,40 +355,3 @@ class ProtRedPriorValidate(EMProtocol):
 
     def _citations(self):
         return ['Kimanius2021']
-
-
-# ---------------------------------------------------------------------------------------
-def posesFromSet(parts):
-    """(ids, R (n,3,3) RELION pose matrices, shifts (n,2) in A) of a SetOfParticles.
-
-    Scipion stores a projection alignment as the inverse of the RELION transform: the matrix
-    M of a particle satisfies inv(M) = [A | -shift_px], A = euler_to_matrix(rot, tilt, psi)
-    (relion.convert; checked in test_protocol_simulate), so no Euler angles are needed.
-    """
-    pixel = parts.getSamplingRate()
-    ids, mats = [], []
-    for p in parts.iterItems(orderBy='id'):
-        ids.append(p.getObjId())
-        mats.append(p.getTransform().getMatrix())
-    if not mats:
-        return np.zeros(0, dtype=int), np.zeros((0, 3, 3)), np.zeros((0, 2))
-    inv = np.linalg.inv(np.asarray(mats, dtype=np.float64))
-    return (np.asarray(ids, dtype=int), inv[:, :3, :3], -inv[:, :2, 3] * pixel)
-
-
-def _mapShape(path):
-    """(x, y, z) of a map from its header only; None if unreadable."""
-    if os.path.splitext(path)[1].lower() in MRC_EXTENSIONS:
-        import mrcfile
-        try:
-            with mrcfile.open(path, header_only=True, permissive=True) as mrc:
-                h = mrc.header
-                return int(h.nx), int(h.ny), int(h.nz)
-        except Exception:  # mrcfile raises several types for corrupt headers
-            return None
-    try:
-        from pwem.emlib.image import ImageHandler
-        x, y, z, _ = ImageHandler().getDimensions(path)
-        return x, y, z
-    except Exception:
-        return None

@@ -1,8 +1,8 @@
 """Shared setup of the protocol tests: the shipped model imported and simulated in a project."""
 from pwem.protocols import ProtImportPdb
 
+from redprior.core.io.shipped import DEMO_MODEL
 from redprior import constants as C
-from redprior.core.simulation import structure
 from redprior.protocols import ProtRedPriorSimulate
 
 
@@ -10,7 +10,7 @@ def importDemoModel(testCls):
     """Import redprior's shipped atomic model (no download) into the test's project."""
     prot = testCls.newProtocol(ProtImportPdb, objLabel='import model',
                                inputPdbData=ProtImportPdb.IMPORT_FROM_FILES,
-                               pdbFile=structure.DEMO_MODEL, skipChimera=True)
+                               pdbFile=DEMO_MODEL, skipChimera=True)
     testCls.launchProtocol(prot)
     return prot
 

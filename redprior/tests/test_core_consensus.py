@@ -9,11 +9,14 @@ import unittest
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from redprior.core.io.shipped import DEMO_MODEL
 from redprior.core.geometry import align3d
 from redprior.core.geometry import rotations as angles
-from redprior.core.validation import consensus
+from redprior.core.geometry import euler
 from redprior.core.simulation import particles as simulate
 from redprior.core.simulation import structure
+from redprior.core.validation import consensus, consensus_frames, consensus_maps
+from redprior.core.validation import consensus_report, consensus_results
 from redprior.core.validation.consensus import PoseSet
 
 BOX, PIXEL = 32, 4.0
@@ -176,7 +179,7 @@ class TestConsensusRule(unittest.TestCase):
         Rb[bad] = _tilt(Rb[bad], 60.0, 13)
         a = self._set(self.R, self.o, 'a')
         b = self._set(Rb, ob, 'b')
-        found = consensus.align_pose_sets(a, b)
+        found = consensus_frames.align_pose_sets(a, b)
         self.assertTrue(found.mirrored)
         self.assertEqual(found.method, 'poses')
         self.assertLess(angles.rotation_angle(found.rotation.T @ truth.rotation)[0], 1.0)
@@ -191,7 +194,7 @@ class TestVolumeAlignment(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.A = structure.potential_map(structure.DEMO_MODEL, BOX, PIXEL)
+        cls.A = structure.potential_map(DEMO_MODEL, BOX, PIXEL)
         cls.truth = align3d.FrameTransform(
             Rotation.from_euler('zyz', [-120, 65, 35], degrees=True).as_matrix(),
             np.array([5.0, -3.0, 2.0]), False, pixel_size=PIXEL)
@@ -231,9 +234,9 @@ class TestVolumeAlignment(unittest.TestCase):
     def test_pose_convention_with_projections(self):
         """The images of B at pose R_B equal those of A at the transformed pose (both hands),
         and the other placements of G or of the shift correction do not."""
-        rot, tilt, psi = simulate.uniform_rotations(12, 4)
+        rot, tilt, psi = euler.uniform_rotations(12, 4)
         oB = np.random.default_rng(4).uniform(-5.0, 5.0, (12, 2))
-        RB = simulate.euler_to_matrix(rot, tilt, psi)
+        RB = euler.euler_to_matrix(rot, tilt, psi)
         for mirrored in (False, True):
             T = align3d.FrameTransform(self.truth.rotation, self.truth.shift_A, mirrored,
                                        pixel_size=PIXEL)
@@ -242,7 +245,7 @@ class TestVolumeAlignment(unittest.TestCase):
             RA, oA = T.apply_to_poses(RB, oB)
 
             def cc(R, o):
-                imgA = simulate.project(self.A, *simulate.matrix_to_euler(R), shifts_A=o,
+                imgA = simulate.project(self.A, *euler.matrix_to_euler(R), shifts_A=o,
                                         pixel_size=PIXEL)
                 return np.array([np.corrcoef(x.ravel(), y.ravel())[0, 1]
                                  for x, y in zip(imgA, imgB)])
@@ -269,7 +272,7 @@ class TestVolumeAlignment(unittest.TestCase):
     def test_cross_fsc_and_report(self):
         rng = np.random.default_rng(0)
         noisy = self.A + rng.normal(0, self.A.std() * 3.0, self.A.shape).astype(np.float32)
-        out = consensus.cross_fsc([self.A, self.A.copy(), noisy], PIXEL,
+        out = consensus_maps.cross_fsc([self.A, self.A.copy(), noisy], PIXEL,
                                   names=['x', 'y', 'noisy'])
         self.assertTrue(np.isnan(out['res05'][0, 0]))
         self.assertAlmostEqual(out['res05'][0, 1], 2 * PIXEL)       # identical: Nyquist
@@ -280,7 +283,7 @@ class TestVolumeAlignment(unittest.TestCase):
         self.assertEqual(len(out['freq']), BOX // 2 + 1)
         # a mask keeps the result finite and symmetric
         from redprior.core.geometry.masks import spherical_mask
-        masked = consensus.cross_fsc([self.A, noisy], PIXEL, mask=spherical_mask(BOX, 12))
+        masked = consensus_maps.cross_fsc([self.A, noisy], PIXEL, mask=spherical_mask(BOX, 12))
         self.assertEqual(masked['res05'][0, 1], masked['res05'][1, 0])
 
         R, o = _random_poses(30, 2)
@@ -289,13 +292,13 @@ class TestVolumeAlignment(unittest.TestCase):
         res = consensus.consensus([PoseSet(np.arange(30), R, o, 'x'),
                                    PoseSet(np.arange(30), R2, o, 'y')])
         with tempfile.TemporaryDirectory() as tmp:
-            path = consensus.save_result(tmp, res, [None, self.truth], out)
-            data, arrays = consensus.load_result(tmp)
+            path = consensus_results.save_result(tmp, res, [None, self.truth], out)
+            data, arrays = consensus_results.load_result(tmp)
             self.assertEqual(data['summary']['n_disagree'], 3)
             self.assertEqual(data['fsc']['res05'][0][0], None)
             np.testing.assert_array_equal(arrays['agree'], res.agree)
-            html = consensus.write_report(tmp)
-            for name, _ in consensus.FIGURES:
+            html = consensus_report.write_report(tmp)
+            for name, _ in consensus_report.FIGURES:
                 png = os.path.join(tmp, name + '.png')
                 self.assertGreater(os.path.getsize(png), 5000, name)
                 self.assertIn(name + '.png', open(html).read())
@@ -303,11 +306,11 @@ class TestVolumeAlignment(unittest.TestCase):
             self.assertIn('cross-FSC x / noisy', open(html).read())
         # maps only (no particle sets): no per-particle arrays, the report still works
         with tempfile.TemporaryDirectory() as tmp:
-            consensus.save_result(tmp, None, [None, self.truth], out)
-            data, arrays = consensus.load_result(tmp)
+            consensus_results.save_result(tmp, None, [None, self.truth], out)
+            data, arrays = consensus_results.load_result(tmp)
             self.assertIsNone(data['summary'])
             self.assertIsNone(arrays)
-            html = consensus.write_report(tmp)
+            html = consensus_report.write_report(tmp)
             self.assertIn('cross_fsc.png', open(html).read())
             self.assertGreater(os.path.getsize(os.path.join(tmp, 'angles.png')), 1000)
 

@@ -11,7 +11,12 @@ import pytest
 
 from redprior.core.denoiser import single_pass as SP
 from redprior.core.denoiser import training as TR
-from redprior.core.training_data import pairs as TP
+from redprior.core.training_data.gaussian import (
+    gaussian_noise_pair, gaussian_pairs, noise_profile_for_resolution)
+from redprior.core.training_data.pairs import Pair, fsc_filtered_target, fsc_weights
+from redprior.core.training_data.perturbed import perturbed_pose_pair
+from redprior.core.training_data.recorded import pair_from_record, record_files
+from redprior.core.training_data.store import PairStore
 from redprior.core.fourier.grid import shell_index
 from redprior.core.fourier.filters import lowpass, rfft_centred
 from redprior.core.fourier.fsc import correlation
@@ -28,11 +33,11 @@ def store(tmp_path_factory):
     folder = tmp_path_factory.mktemp("pairs")
     rng = np.random.default_rng(0)
     mask = spherical_mask(BOX, BOX / 3, 2)
-    with TP.PairStore(folder) as st:
+    with PairStore(folder) as st:
         for s in range(4):
-            for p in TP.gaussian_pairs(blobs(BOX, s), PX, 3, rng, 6.0, 20.0, mask):
+            for p in gaussian_pairs(blobs(BOX, s), PX, 3, rng, 6.0, 20.0, mask):
                 st.add_pair(p, f"s{s}", PX)
-    return TP.PairStore(folder)
+    return PairStore(folder)
 
 
 def shell_amplitudes(vol):
@@ -45,15 +50,15 @@ def shell_amplitudes(vol):
 def test_fsc_filtered_target_passes_fsc_one_and_removes_fsc_zero():
     gt = blobs(BOX, 1)
     nsh = BOX // 2 + 1
-    np.testing.assert_allclose(TP.fsc_filtered_target(gt, np.ones(nsh)), gt, atol=1e-5)
-    assert np.abs(TP.fsc_filtered_target(gt, np.zeros(nsh))).max() == 0
+    np.testing.assert_allclose(fsc_filtered_target(gt, np.ones(nsh)), gt, atol=1e-5)
+    assert np.abs(fsc_filtered_target(gt, np.zeros(nsh))).max() == 0
     # a step: shells far below it unchanged, shells far above it gone (smoothing window 6)
     step = np.where(np.arange(nsh) < 5, 1.0, 0.0)
-    p_gt, p_t = shell_amplitudes(gt), shell_amplitudes(TP.fsc_filtered_target(gt, step))
+    p_gt, p_t = shell_amplitudes(gt), shell_amplitudes(fsc_filtered_target(gt, step))
     np.testing.assert_allclose(p_t[:2], p_gt[:2], rtol=1e-5)
     assert np.all(p_t[8:] < 1e-12 * p_gt[0])
     # negative FSC values are clipped to 0, values above 1 to 1
-    assert np.all(TP.fsc_weights([1.5, 1.2, -0.3, -0.5], smooth=1) == [1, 1, 0, 0])
+    assert np.all(fsc_weights([1.5, 1.2, -0.3, -0.5], smooth=1) == [1, 1, 0, 0])
 
 
 # -------------------------------------------------------------------------------- pairs
@@ -63,8 +68,8 @@ def test_gaussian_pair_resolution_and_store_roundtrip(tmp_path):
     mask = spherical_mask(32, 10, 3)
     got = []
     for d in (8.0, 15.0):
-        prof = TP.noise_profile_for_resolution(gt, PX, d)
-        p = TP.gaussian_noise_pair(gt, prof, mask, rng, PX, extra_shells=10)
+        prof = noise_profile_for_resolution(gt, PX, d)
+        p = gaussian_noise_pair(gt, prof, mask, rng, PX, extra_shells=10)
         x, target, fsc, res = p  # unpacks as the 4-tuple
         assert p.mode == "gaussian" and p.seconds > 0
         assert 0.6 * d < res < 1.7 * d
@@ -74,10 +79,10 @@ def test_gaussian_pair_resolution_and_store_roundtrip(tmp_path):
         noise = x - gt
         assert noise[mask < 0.01].std() < 0.6 * noise[mask > 0.99].std()
     assert got[0] < got[1]
-    with TP.PairStore(tmp_path / "s", flush_every=100) as st:
+    with PairStore(tmp_path / "s", flush_every=100) as st:
         st.add_pair(p, "gt3", PX)
     os.remove(tmp_path / "s" / "manifest.json")  # a crash before the manifest was written
-    st2 = TP.PairStore(tmp_path / "s")
+    st2 = PairStore(tmp_path / "s")
     assert len(st2) == 1 and st2.box == 32 and st2.structures() == ["gt3"]
     back = next(st2.iter_pairs())
     np.testing.assert_array_equal(back["x"], x)
@@ -94,25 +99,25 @@ def test_pair_from_record_fits_scale(tmp_path):
     fsc = np.linspace(1, 0, BOX // 2 + 1)
     with open(tmp_path / "it004_half1_fsc.json", "w") as fh:
         json.dump({"fsc": fsc.tolist(), "resolution": 7.5, "pixel_size": PX}, fh)
-    (m, j), = TP.record_files(tmp_path)
-    p = TP.pair_from_record(m, j, gt)
+    (m, j), = record_files(tmp_path)
+    p = pair_from_record(m, j, gt)
     assert p.info["scale"] == pytest.approx(3.0, rel=0.02)
     assert p.resolution == 7.5 and p.mode == "record"
-    np.testing.assert_allclose(p.target, 3.0 * TP.fsc_filtered_target(gt, fsc) + 0.5, atol=0.02)
+    np.testing.assert_allclose(p.target, 3.0 * fsc_filtered_target(gt, fsc) + 0.5, atol=0.02)
 
 
 def test_perturbed_pose_pair_reconstructs_and_degrades_with_errors():
     gt = blobs(BOX, 4)
-    clean = TP.perturbed_pose_pair(gt, PX, 300, snr=1e4, angle_error_deg=0, shift_error_A=0,
-                                   rng=0)
+    clean = perturbed_pose_pair(gt, PX, 300, snr=1e4, angle_error_deg=0, shift_error_A=0,
+                                rng=0)
     assert correlation(clean.x, gt) > 0.97 and correlation(clean.info["x2"], gt) > 0.97
-    noisy = TP.perturbed_pose_pair(gt, PX, 300, snr=1e4, angle_error_deg=20, shift_error_A=3,
-                                   rng=0)
+    noisy = perturbed_pose_pair(gt, PX, 300, snr=1e4, angle_error_deg=20, shift_error_A=3,
+                                rng=0)
     assert noisy.mode == "perturbed_pose" and noisy.seconds > 0
     assert correlation(noisy.x, gt) < correlation(clean.x, gt) - 0.02
     assert np.mean(noisy.fsc[4:8]) < np.mean(clean.fsc[4:8])
-    ctf = TP.perturbed_pose_pair(gt, PX, 300, snr=1e4, angle_error_deg=0, shift_error_A=0, rng=0,
-                                 ctf=dict(defocus_min_A=5000.0, defocus_max_A=15000.0))
+    ctf = perturbed_pose_pair(gt, PX, 300, snr=1e4, angle_error_deg=0, shift_error_A=0, rng=0,
+                              ctf=dict(defocus_min_A=5000.0, defocus_max_A=15000.0))
     assert correlation(ctf.x, gt) > 0.95  # B = sum ctf y, K = sum ctf^2: CTF-corrected
 
 
@@ -195,7 +200,7 @@ def test_single_pass_lowpass_toy_denoiser():
     for sigma, res in ((2.0, 15.0), (1.0, 12.0), (0.002, 4.0)):
         for _ in range(2):
             x = gt + sigma * gt.std() * rng.standard_normal(gt.shape)
-            pairs.append(TP.Pair(x.astype(np.float32), gt, np.ones(BOX // 2 + 1), res))
+            pairs.append(Pair(x.astype(np.float32), gt, np.ones(BOX // 2 + 1), res))
     out = SP.evaluate(lambda v: lowpass(v, PX, 12.0) * mask, pairs, pixel_size=PX)
     by_res = {m["resolution"]: m for m in out["maps"]}
     assert by_res[15.0]["ratio_l2"] < 0.6 and by_res[15.0]["ratio_l1"] < 0.6
@@ -207,7 +212,7 @@ def test_single_pass_lowpass_toy_denoiser():
     b4 = int(np.searchsorted(out["bins"], 4.0, "right") - 1)
     assert np.all(lam[b4, 3:] == 0)  # ...and only loses it on a clean map
     assert np.all(np.isnan(lam[0]))  # empty bin
-    per = SP.lambda_per_shell(out["per_shell"], 14.0, 32, PX / 2)
+    per = SP.shell_table_row(out["per_shell"], 14.0, 32, PX / 2)
     assert per.shape == (17,) and np.all((per >= 0) & (per <= 1))
 
 

@@ -10,7 +10,9 @@ import subprocess
 import mrcfile
 import numpy as np
 
+from redprior.core.io.shipped import DEMO_MODEL
 from redprior.core.fourier.grid import frequency_axes
+from redprior.core.geometry.euler import euler_to_matrix, matrix_to_euler, uniform_rotations
 import pytest
 
 from redprior.core.io import star_particles as P
@@ -27,7 +29,7 @@ BOX = 40
 
 @pytest.fixture(scope="module")
 def ground_truth():
-    return T.potential_map(T.DEMO_MODEL, BOX, PX)
+    return T.potential_map(DEMO_MODEL, BOX, PX)
 
 
 def smooth_volume(n=20, seed=1):
@@ -38,13 +40,13 @@ def smooth_volume(n=20, seed=1):
 
 # ----------------------------------------------------------------------------- model
 def test_demo_model_summary():
-    st = T.read_structure(T.DEMO_MODEL)
+    st = T.read_structure(DEMO_MODEL)
     info = T.structure_summary(st)
     assert info["chains"] == 2
     assert info["atoms"] == 5785
     assert 70 < info["mass_kda"] < 80
     assert 40 < info["max_radius_A"] < 55
-    assert os.path.getsize(T.DEMO_MODEL) < 1_000_000
+    assert os.path.getsize(DEMO_MODEL) < 1_000_000
 
 
 def test_potential_map_centre_and_shape(ground_truth):
@@ -59,7 +61,7 @@ def test_potential_map_centre_and_shape(ground_truth):
 
 def test_model_does_not_fit_in_box():
     with pytest.raises(ValueError) as err:
-        T.potential_map(T.DEMO_MODEL, 24, PX)
+        T.potential_map(DEMO_MODEL, 24, PX)
     msg = str(err.value)
     assert "does not fit" in msg and "at least 36" in msg
 
@@ -76,25 +78,25 @@ def test_unreadable_model(tmp_path):
 # ----------------------------------------------------------------------------- geometry
 def test_euler_roundtrip_and_uniformity():
     rng = np.random.default_rng(0)
-    rot, tilt, psi = S.uniform_rotations(20000, rng)
-    R = S.euler_to_matrix(rot, tilt, psi)
+    rot, tilt, psi = uniform_rotations(20000, rng)
+    R = euler_to_matrix(rot, tilt, psi)
     assert np.allclose(np.einsum("nij,nkj->nik", R, R), np.eye(3), atol=1e-12)
     assert np.allclose(np.linalg.det(R), 1.0)
-    assert np.allclose(S.euler_to_matrix(*S.matrix_to_euler(R)), R, atol=1e-10)
+    assert np.allclose(euler_to_matrix(*matrix_to_euler(R)), R, atol=1e-10)
     # uniform on SO(3): projection directions (3rd row) uniform on the sphere
     d = R[:, 2, :]
     assert np.all(np.abs(d.mean(0)) < 0.02)
     assert np.allclose((d ** 2).mean(0), 1 / 3, atol=0.01)
     for tilt0 in (0.0, 180.0):  # gimbal-lock cases
-        R0 = S.euler_to_matrix(30, tilt0, 20)
-        assert np.allclose(S.euler_to_matrix(*S.matrix_to_euler(R0)), R0, atol=1e-12)
+        R0 = euler_to_matrix(30, tilt0, 20)
+        assert np.allclose(euler_to_matrix(*matrix_to_euler(R0)), R0, atol=1e-12)
 
 
 def test_fourier_slice_matches_direct_dft():
     n = 20
     vol = smooth_volume(n)
     rng = np.random.default_rng(5)
-    R = S.euler_to_matrix(*S.uniform_rotations(3, rng))
+    R = euler_to_matrix(*uniform_rotations(3, rng))
     got = S.fourier_slices(vol, R)
     c = n // 2
     r = np.arange(n) - c
@@ -261,7 +263,7 @@ def test_projection_ctf_shift_match_relion_project(tmp_path, ground_truth):
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     ref = mrcfile.read(str(tmp_path / "proj.mrcs"))
-    R = S.euler_to_matrix(sim.rot, sim.tilt, sim.psi)
+    R = euler_to_matrix(sim.rot, sim.tilt, sim.psi)
     ft = S.fourier_slices(ground_truth, R)
     ft *= S.shift_phases(BOX, -np.stack([sim.shift_x_A, sim.shift_y_A], 1) / PX)
     ft *= S.ctf_2d(BOX, PX, sim.defocus_u, sim.defocus_v, sim.defocus_angle)

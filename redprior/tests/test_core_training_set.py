@@ -14,12 +14,21 @@ import gemmi
 import numpy as np
 import pytest
 
-from redprior.core.training_data import structure_set as TS
-from redprior.core.simulation.structure import DEMO_MODEL
+from redprior.core.training_data.chains import (
+    Chain, _entry_id, candidate_chains, chain_problem, chains_of_structure, deduplicate,
+    mass_filter, sequence_identity)
+from redprior.core.training_data.manifest import MANIFEST, MANIFEST_VERSION, load_training_chains
+from redprior.core.training_data.reserved import (
+    RESERVED_ENTRIES, _decode_ca, _encode_ca, check_not_reserved, have_tmtools, load_reserved,
+    tm_against_reserved)
+from redprior.core.training_data.rule import (
+    DEDUP_IDENTITY, MAX_GAP_RESIDUES, MAX_KDA, MIN_KDA, MIN_TM_RESIDUES, TM_THRESHOLD)
+from redprior.core.training_data.sources import SOURCE_BY_NAME, file_problem
+from redprior.core.io.shipped import DEMO_MODEL
 
-HAVE_TM = TS.have_tmtools()
+HAVE_TM = have_tmtools()
 HAVE_PRODY = importlib.util.find_spec("prody") is not None
-BIOPYTHON_DOC = TS.SOURCE_BY_NAME["python-biopython-doc"].scan_dir()
+BIOPYTHON_DOC = SOURCE_BY_NAME["python-biopython-doc"].scan_dir()
 needs_tm = pytest.mark.skipif(not HAVE_TM, reason="tmtools not installed (extra 'training')")
 needs_prody = pytest.mark.skipif(not HAVE_PRODY, reason="prody not installed (extra 'training')")
 
@@ -28,24 +37,24 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 @pytest.fixture(scope="module")
 def manifest():
-    with open(TS.MANIFEST) as fh:
+    with open(MANIFEST) as fh:
         return json.load(fh)
 
 
 @pytest.fixture(scope="module")
 def reserved():
-    return TS.load_reserved()
+    return load_reserved()
 
 
 def _source_file(source, rel):
-    d = TS.SOURCE_BY_NAME[source].scan_dir()
+    d = SOURCE_BY_NAME[source].scan_dir()
     p = os.path.join(d, rel) if d else None
     return p if p and os.path.exists(p) else None
 
 
 def _chain(seq, key="x", mass=30.0, **kw):
-    c = TS.Chain(source="test", file=key, path=key, chain="A", entry="1ABC", sequence=seq,
-                 residues=len(seq), atoms=8 * len(seq), mass_kda=mass, **kw)
+    c = Chain(source="test", file=key, path=key, chain="A", entry="1ABC", sequence=seq,
+              residues=len(seq), atoms=8 * len(seq), mass_kda=mass, **kw)
     return c
 
 
@@ -68,36 +77,36 @@ def test_reserved_list_covers_the_shared_file():
         m = re.search(r"([1-9][0-9a-z]{3})\.(pdb|cif)", line.split(":")[1], re.I)
         assert m, line
         listed.add(m.group(1).upper())
-    assert listed and listed <= TS.RESERVED_ENTRIES
-    assert "3HSY" in TS.RESERVED_ENTRIES  # the demo model is reserved too
+    assert listed and listed <= RESERVED_ENTRIES
+    assert "3HSY" in RESERVED_ENTRIES  # the demo model is reserved too
 
 
 def test_reserved_chains_loaded(reserved):
     labels = {r.label for r in reserved}
     assert {"3ENL:A", "2XHE:A", "3HSY:A", "3HSY:B"} <= labels
     assert sum(r.entry == "7OK9" for r in reserved) == 12  # all protein chains, no Gly peptides
-    assert all(len(r.sequence) >= TS.MIN_TM_RESIDUES for r in reserved)
+    assert all(len(r.sequence) >= MIN_TM_RESIDUES for r in reserved)
 
 
 def test_reserved_from_manifest_only():
     # what a machine without prody / the Debian doc package gets
-    res = TS.load_reserved(from_files=False)
+    res = load_reserved(from_files=False)
     by = {r.label: r for r in res}
     assert by["3ENL:A"].ca is not None and by["2XHE:A"].ca is not None
     assert len(by["3ENL:A"].ca) == len(by["3ENL:A"].sequence) == 436
     with pytest.raises(ValueError, match="3HSY"):
-        TS.check_not_reserved(DEMO_MODEL, reserved=res)
+        check_not_reserved(DEMO_MODEL, reserved=res)
 
 
 def test_ca_encoding_round_trip():
     xyz = np.random.default_rng(0).uniform(-80, 120, (50, 3))
-    back = TS._decode_ca(TS._encode_ca(xyz))
+    back = _decode_ca(_encode_ca(xyz))
     assert np.abs(back - (xyz - xyz.mean(axis=0))).max() <= 0.0051
 
 
 @needs_prody
 def test_embedded_3enl_matches_prody_file(reserved):
-    stored = {r.label: r for r in TS.load_reserved(from_files=False)}["3ENL:A"]
+    stored = {r.label: r for r in load_reserved(from_files=False)}["3ENL:A"]
     from_file = {r.label: r for r in reserved}["3ENL:A"]
     assert stored.sequence == from_file.sequence
     a = from_file.ca - from_file.ca.mean(axis=0)
@@ -108,7 +117,7 @@ def test_embedded_3enl_matches_prody_file(reserved):
 
 def test_demo_model_refused(reserved):
     with pytest.raises(ValueError, match=r"3HSY.*may not be used|may not be used.*3HSY"):
-        TS.check_not_reserved(DEMO_MODEL, reserved=reserved)
+        check_not_reserved(DEMO_MODEL, reserved=reserved)
 
 
 def _demo_structure(chain="A", first=None, last=None):
@@ -129,7 +138,7 @@ def _demo_structure(chain="A", first=None, last=None):
 def test_headerless_truncated_copy_refused_by_sequence(reserved):
     st = _demo_structure("B", first=30, last=250)
     with pytest.raises(ValueError, match=r"sequence identity to reserved 3HSY"):
-        TS.check_not_reserved(st, reserved=reserved)
+        check_not_reserved(st, reserved=reserved)
 
 
 @pytest.mark.parametrize("path_of", [
@@ -146,7 +155,7 @@ def test_reserved_files_refused(path_of, reserved):
     path = path_of()
     assert path and os.path.exists(path)
     with pytest.raises(ValueError, match="may not be used for training"):
-        TS.check_not_reserved(path, reserved=reserved)
+        check_not_reserved(path, reserved=reserved)
 
 
 @needs_tm
@@ -161,10 +170,10 @@ def test_structural_lookalike_refused(reserved):
         res.name = names[rng.integers(len(names))]
         for atom in res:
             atom.pos = gemmi.Position(*(np.array(atom.pos.tolist()) + rng.normal(0, 0.3, 3)))
-    c = TS.chains_of_structure(st)[0]
-    assert max(TS.sequence_identity(c.sequence, r.sequence) for r in reserved) < 0.3
+    c = chains_of_structure(st)[0]
+    assert max(sequence_identity(c.sequence, r.sequence) for r in reserved) < 0.3
     with pytest.raises(ValueError, match=r"TM-score 0\.\d+ >= 0.5 to reserved 3HSY"):
-        TS.check_not_reserved(st, reserved=reserved)
+        check_not_reserved(st, reserved=reserved)
 
 
 @needs_tm
@@ -174,10 +183,10 @@ def test_other_entry_same_family_refused(reserved):
     st = gemmi.read_structure(_source_file("prody", "pdb3o21.pdb"))
     for name in [ch.name for ch in st[0] if ch.name != "A"]:
         st[0].remove_chain(name)
-    c = TS.chains_of_structure(st)[0]
-    assert max(TS.sequence_identity(c.sequence, r.sequence) for r in reserved) < 0.9
+    c = chains_of_structure(st)[0]
+    assert max(sequence_identity(c.sequence, r.sequence) for r in reserved) < 0.9
     with pytest.raises(ValueError, match=r"TM-score .* to reserved 3HSY"):
-        TS.check_not_reserved(st, reserved=reserved)
+        check_not_reserved(st, reserved=reserved)
 
 
 @needs_tm
@@ -186,54 +195,54 @@ def test_unrelated_model_accepted(reserved):
     st = gemmi.read_structure(_source_file("tmtools", "2gtl.pdb"))
     for name in [ch.name for ch in st[0] if ch.name != "A"]:
         st[0].remove_chain(name)
-    report = TS.check_not_reserved(st, reserved=reserved)
-    assert set(report) == {"A"} and report["A"]["tm_max"] < TS.TM_THRESHOLD
+    report = check_not_reserved(st, reserved=reserved)
+    assert set(report) == {"A"} and report["A"]["tm_max"] < TM_THRESHOLD
 
 
 def test_check_not_reserved_bad_input():
     with pytest.raises(ValueError, match="does not exist"):
-        TS.check_not_reserved("/nonexistent/model.pdb")
+        check_not_reserved("/nonexistent/model.pdb")
 
 
 # ---- the rule -------------------------------------------------------------------------------
 
 def test_candidate_chains_of_demo():
-    chains = {c.chain: c for c in TS.candidate_chains(DEMO_MODEL)}
+    chains = {c.chain: c for c in candidate_chains(DEMO_MODEL)}
     assert set(chains) == {"A", "B"}
     assert (chains["A"].residues, chains["B"].residues) == (354, 376)
     assert 38 < chains["A"].mass_kda < 41 and 41 < chains["B"].mass_kda < 44
     assert chains["A"].entry == "3HSY"
     for c in chains.values():
         assert c.ca.shape == (c.residues, 3) and len(c.sequence) == c.residues
-        assert c.longest_gap <= TS.MAX_GAP_RESIDUES
-        assert TS.chain_problem(c) is None  # passes everything but the reserved rule
+        assert c.longest_gap <= MAX_GAP_RESIDUES
+        assert chain_problem(c) is None  # passes everything but the reserved rule
 
 
 def test_mass_filter():
     chains = [_chain("A" * 100, key=str(m), mass=m) for m in (10.0, 14.9, 15.0, 50.0, 100.0, 120.0)]
-    assert [c.mass_kda for c in TS.mass_filter(chains)] == [15.0, 50.0, 100.0]
-    assert [c.mass_kda for c in TS.mass_filter(chains, 40, 100)] == [50.0, 100.0]
-    assert TS.chain_problem(chains[0]).startswith("mass 10.0 kDa outside 15-100")
+    assert [c.mass_kda for c in mass_filter(chains)] == [15.0, 50.0, 100.0]
+    assert [c.mass_kda for c in mass_filter(chains, 40, 100)] == [50.0, 100.0]
+    assert chain_problem(chains[0]).startswith("mass 10.0 kDa outside 15-100")
     # the paper's 40-100 kDa would drop the demo's chain A (39.8 kDa)
-    a = TS.candidate_chains(DEMO_MODEL)[0]
-    assert TS.chain_problem(a) is None and TS.chain_problem(a, 40, 100).startswith("mass")
+    a = candidate_chains(DEMO_MODEL)[0]
+    assert chain_problem(a) is None and chain_problem(a, 40, 100).startswith("mass")
 
 
 def test_chain_rules():
     seq = "ACDEFGHIKLMNPQRSTVWY" * 8
-    assert TS.chain_problem(_chain(seq)) is None
+    assert chain_problem(_chain(seq)) is None
     ca_only = _chain(seq)
     ca_only.atoms = ca_only.residues
-    assert "CA-only" in TS.chain_problem(ca_only)
-    assert "gap" in TS.chain_problem(_chain(seq, longest_gap=31))
-    assert "missing" in TS.chain_problem(_chain(seq, missing_fraction=0.3))
+    assert "CA-only" in chain_problem(ca_only)
+    assert "gap" in chain_problem(_chain(seq, longest_gap=31))
+    assert "missing" in chain_problem(_chain(seq, missing_fraction=0.3))
     h = dict(entry="1ABC", method="X-RAY DIFFRACTION", resolution=2.0, n_models=1)
-    assert TS.file_problem("x/1abc.pdb", h) is None
-    assert "models" in TS.file_problem("x/1abc.pdb", dict(h, n_models=10))
-    assert "not X-ray" in TS.file_problem("x/1abc.pdb", dict(h, method="ELECTRON MICROSCOPY"))
-    assert "resolution" in TS.file_problem("x/1abc.pdb", dict(h, resolution=4.2))
-    assert "PDB id" in TS.file_problem("x/adk.pdb", dict(h, entry=None))
-    assert "MD" in TS.file_problem("pdb1tw7_step3_charmm2namd.pdb", h)
+    assert file_problem("x/1abc.pdb", h) is None
+    assert "models" in file_problem("x/1abc.pdb", dict(h, n_models=10))
+    assert "not X-ray" in file_problem("x/1abc.pdb", dict(h, method="ELECTRON MICROSCOPY"))
+    assert "resolution" in file_problem("x/1abc.pdb", dict(h, resolution=4.2))
+    assert "PDB id" in file_problem("x/adk.pdb", dict(h, entry=None))
+    assert "MD" in file_problem("pdb1tw7_step3_charmm2namd.pdb", h)
 
 
 def test_entry_ids_from_file_names():
@@ -243,20 +252,20 @@ def test_entry_ids_from_file_names():
                        ("4akeA_alg_fixed.pdb", "4AKE"), ("dssp/1ahsA.pdb.gz", "1AHS"),
                        ("mmcif_3o21.cif", "3O21"), ("adk_open.pdb", None),
                        ("5digitResid.pdb", None), ("il2.pdb", None)]:
-        assert TS._entry_id(st, name) == want, name
+        assert _entry_id(st, name) == want, name
 
 
 def test_sequence_identity():
     rng = np.random.default_rng(3)
     a = _random_seq(rng, 300)
-    assert TS.sequence_identity(a, a) == 1.0
-    assert TS.sequence_identity(a, a[40:200]) == 1.0  # a fragment is the same protein
-    assert TS.sequence_identity(a, _random_seq(rng, 300)) < 0.3
-    assert TS.sequence_identity("GGG", "GGGG" + a) < 0.2  # a tripeptide is not "identical"
+    assert sequence_identity(a, a) == 1.0
+    assert sequence_identity(a, a[40:200]) == 1.0  # a fragment is the same protein
+    assert sequence_identity(a, _random_seq(rng, 300)) < 0.3
+    assert sequence_identity("GGG", "GGGG" + a) < 0.2  # a tripeptide is not "identical"
     mut = list(a)
     for i in rng.choice(300, 60, replace=False):
         mut[i] = "W" if mut[i] != "W" else "A"
-    assert 0.75 < TS.sequence_identity(a, "".join(mut)) < 0.85
+    assert 0.75 < sequence_identity(a, "".join(mut)) < 0.85
 
 
 def test_deduplicate_keeps_one_of_two_identical_chains():
@@ -269,7 +278,7 @@ def test_deduplicate_keeps_one_of_two_identical_chains():
               _chain(s1, key="b", method="X-RAY", resolution=1.5),  # better: kept
               _chain("".join(near), key="c"),
               _chain(s2, key="d")]
-    kept, dropped = TS.deduplicate(chains)
+    kept, dropped = deduplicate(chains)
     assert sorted(c.file for c in kept) == ["b", "d"]
     assert {(c.file, rep.file) for c, rep, _ in dropped} == {("a", "b"), ("c", "b")}
 
@@ -278,16 +287,16 @@ def test_deduplicate_keeps_one_of_two_identical_chains():
 
 def test_manifest_has_no_reserved_chain(manifest):
     chains = manifest["chains"]
-    assert manifest["version"] == TS.MANIFEST_VERSION
+    assert manifest["version"] == MANIFEST_VERSION
     assert len(chains) == manifest["counts"]["training"] >= 50
     assert len({c["id"] for c in chains}) == len(chains)
     reserved_hashes = {r["seq_hash"] for r in manifest["reserved"]}
-    assert {r["entry"] for r in manifest["reserved"]} == TS.RESERVED_ENTRIES
+    assert {r["entry"] for r in manifest["reserved"]} == RESERVED_ENTRIES
     for c in chains:
-        assert c["entry"] not in TS.RESERVED_ENTRIES, c["id"]
+        assert c["entry"] not in RESERVED_ENTRIES, c["id"]
         assert c["seq_hash"] not in reserved_hashes, c["id"]
-        assert c["tm_max_reserved"] is not None and c["tm_max_reserved"] < TS.TM_THRESHOLD, c["id"]
-        assert TS.MIN_KDA <= c["mass_kda"] <= TS.MAX_KDA, c["id"]
+        assert c["tm_max_reserved"] is not None and c["tm_max_reserved"] < TM_THRESHOLD, c["id"]
+        assert MIN_KDA <= c["mass_kda"] <= MAX_KDA, c["id"]
     excluded = {r["id"] for r in manifest["excluded_reserved"]}
     # the reserved files themselves, and the look-alikes found by TM-score
     assert "prody:pdb3enl.pdb:A" in excluded and "prody:pdb3hsy.pdb:A" in excluded
@@ -296,17 +305,17 @@ def test_manifest_has_no_reserved_chain(manifest):
 
 
 def test_manifest_chains_load_and_differ_from_reserved(manifest, reserved):
-    loaded = TS.load_training_chains(manifest)
+    loaded = load_training_chains(manifest)
     if not loaded:
         pytest.skip("none of the training sources is installed")
     by_path = {}
     for t in loaded:
         if t.path not in by_path:
-            by_path[t.path] = {c.chain: c for c in TS.candidate_chains(t.path)}
+            by_path[t.path] = {c.chain: c for c in candidate_chains(t.path)}
         c = by_path[t.path][t.chain]
         assert c.seq_hash == t.seq_hash  # load_training_chains checked it too
-        ident = max(TS.sequence_identity(c.sequence, r.sequence) for r in reserved)
-        assert ident < TS.DEDUP_IDENTITY, (t.id, ident)
+        ident = max(sequence_identity(c.sequence, r.sequence) for r in reserved)
+        assert ident < DEDUP_IDENTITY, (t.id, ident)
     st = loaded[0].structure()
     assert [ch.name for ch in st[0]] == [loaded[0].chain]
 
@@ -319,7 +328,7 @@ def test_manifest_tm_scores_recomputed(manifest, reserved):
         path = _source_file(e["source"], e["file"])
         if path is None:
             pytest.skip(f"{e['source']} not installed")
-        c = next(c for c in TS.candidate_chains(path) if c.chain == e["chain"])
-        tm, label = TS.tm_against_reserved(c.ca, c.sequence, reserved)
-        assert tm < TS.TM_THRESHOLD
+        c = next(c for c in candidate_chains(path) if c.chain == e["chain"])
+        tm, label = tm_against_reserved(c.ca, c.sequence, reserved)
+        assert tm < TM_THRESHOLD
         assert abs(tm - e["tm_max_reserved"]) < 0.02, (e["id"], tm, label)

@@ -16,7 +16,7 @@ from redprior.core.fourier.grid import radius2
 from redprior.core.validation import report
 from redprior.core.validation import metrics as validation
 from redprior.core.fourier.fsc import fsc
-from redprior.core.simulation.particles import euler_to_matrix, uniform_rotations
+from redprior.core.geometry.euler import euler_to_matrix, uniform_rotations
 
 GROUPS = {'C1': 1, 'C2': 2, 'C4': 4, 'C7': 7, 'D2': 4, 'D3': 6, 'D7': 14, 'T': 12, 'O': 24,
           'I': 60, 'I1': 60, 'I2': 60, 'I3': 60, 'I4': 60}

@@ -15,10 +15,11 @@ import sys
 import numpy as np
 import pytest
 
+from redprior.core.io.shipped import DEMO_MODEL
 from redprior.core.prior import schedule
 from redprior.core.denoiser import single_pass as SP
 from redprior.core.simulation import structure
-from redprior.core.training_data import pairs as TP
+from redprior.core.training_data import gaussian as TP
 from redprior.core.denoiser.model import DEFAULT_MODEL, Denoiser, metadata_path, read_metadata
 from redprior.core.geometry.masks import solvent_mask
 
@@ -34,7 +35,7 @@ def model():
 def held_out_pairs(box, pixel, seed=0):
     """Gaussian-noise pairs of 3HSY (never trained on) at RESOLUTIONS, as 'training maps'
     makes them (solvent-damped noise, shells limited like RELION's current size)."""
-    gt = structure.potential_map(structure.DEMO_MODEL, box, pixel).astype(np.float64)
+    gt = structure.potential_map(DEMO_MODEL, box, pixel).astype(np.float64)
     mask = solvent_mask(gt, pixel)
     rng = np.random.default_rng(seed)
     pairs = []
@@ -87,11 +88,11 @@ def test_held_out_structure_at_demo_pixel_size(model):
 def test_training_command_small(tmp_path):
     """The documented command, on 4 structures for a few steps: a model that loads and
     denoises, its report and the held-out figures."""
-    from redprior.core.training_data import structure_set as training_set
+    from redprior.core.training_data.manifest import MANIFEST
 
     # four chains of 2GTL that fit the 128 A box and ship with tmtools (always installed), so
     # that the test does not depend on the optional training sources
-    with open(training_set.MANIFEST) as fh:
+    with open(MANIFEST) as fh:
         manifest = json.load(fh)
     manifest["chains"] = [c for c in manifest["chains"]
                           if c["id"] in {"tmtools:2gtl.cif:%s" % k for k in "ABCD"}]

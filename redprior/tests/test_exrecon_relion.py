@@ -12,8 +12,10 @@ import sys
 
 import pytest
 
+from redprior.core.io.shipped import DEMO_MODEL
 from redprior.core.prior import schedule
-from redprior.core.prior.exrecon import main as exrecon_main, read_log
+from redprior.core.prior.exrecon import main as exrecon_main
+from redprior.core.prior.history import read_log
 from redprior.core.fourier.fsc import correlation
 from redprior.core.io.mrc import read_map, write_map
 from redprior.core.io import star_particles as particles_star
@@ -31,7 +33,7 @@ BOX, PIX = 40, 3.0
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     folder = tmp_path_factory.mktemp("exrecon")
-    gt = structure.potential_map(structure.DEMO_MODEL, BOX, PIX)
+    gt = structure.potential_map(DEMO_MODEL, BOX, PIX)
     sim = simulate.simulate_particles(gt, PIX, 300, snr=0.3, seed=3)
     particles_star.write_particles(sim, PIX, str(folder))
     write_map(str(folder / "ref.mrc"), fourier.lowpass(gt, PIX, 30.0), PIX)

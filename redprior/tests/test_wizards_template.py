@@ -18,6 +18,7 @@ from pyworkflow.tests import BaseTest, setupTestProject
 from pyworkflow.viewer import DESKTOP_TKINTER
 
 import redprior
+from redprior.core.io.shipped import DEMO_MODEL
 from redprior import constants as C
 from redprior.core.fourier import filters as fourier
 from redprior.core.io import mrc as mrcio
@@ -66,7 +67,7 @@ class TestRefineWizards(BaseTest):
         setupTestProject(cls)
         cls.data = os.path.abspath('wizardData')
         os.makedirs(cls.data, exist_ok=True)
-        vol = fourier.lowpass(structure.potential_map(structure.DEMO_MODEL, REF_BOX, REF_PIXEL),
+        vol = fourier.lowpass(structure.potential_map(DEMO_MODEL, REF_BOX, REF_PIXEL),
                               REF_PIXEL, 30.0)
         mrcio.write_map(os.path.join(cls.data, 'reference.mrc'), vol, REF_PIXEL)
         cls.protVol = cls.newProtocol(ProtImportVolumes, objLabel='reference',
@@ -74,7 +75,7 @@ class TestRefineWizards(BaseTest):
                                       samplingRate=REF_PIXEL)
         cls.launchProtocol(cls.protVol)
         cls.maxRadius = structure.structure_summary(
-            structure.read_structure(structure.DEMO_MODEL))['max_radius_A']
+            structure.read_structure(DEMO_MODEL))['max_radius_A']
 
     def _refine(self, **kwargs):
         return self.newProtocol(ProtRedPriorRefine, referenceVolume=self.protVol.outputVolume,
@@ -96,8 +97,7 @@ class TestRefineWizards(BaseTest):
         self.assertIn('snr', sim)  # the noise wizard is still there
 
     def test_thresholds_from_denoiser(self):
-        model = _fakeDenoiser(self.data, 'suggested',
-                              suggested_thresholds={'low': 12.3456, 'high': 6.1})
+        model = _fakeDenoiser(self.data, 'suggested', cw_low=12.3456, cw_high=6.1)
         form = self._show(RedPriorCwThresholdsWizard, self._refine(denoiserFile=model), 'cwLow')
         self.assertEqual(form.errors, [])
         self.assertEqual(form.vars, {'cwLow': 12.35, 'cwHigh': 6.1})
@@ -118,21 +118,19 @@ class TestRefineWizards(BaseTest):
         meta = read_metadata(DEFAULT_MODEL)
         form = self._show(RedPriorCwThresholdsWizard, self._refine(), 'cwLow')
         # trained on Gaussian noise, its single-pass gain does not fall off at low resolution,
-        # so its curve places no ramp: the paper's values, and the reason, are shown
+        # so its curve places no ramp: the paper's values, and the reason, are shown as
+        # information (the model is fine: no error dialog on every click)
         self.assertIsNone(meta['cw_low'])
         self.assertEqual(form.vars, {'cwLow': 10.0, 'cwHigh': 4.5})
-        self.assertEqual(len(form.errors), 1)
+        self.assertEqual(form.errors, [])
         for text in ('redprior_default_denoiser.keras', 'does not rise', "paper's thresholds"):
-            self.assertIn(text, form.errors[0])
+            self.assertIn(text, form.infos[0])
 
     def test_thresholds_fall_back_to_the_paper(self):
         paper = {'cwLow': 10.0, 'cwHigh': 4.5}
         cases = [
             (_fakeDenoiser(self.data, 'nocurve'), ['no single-pass curve', 'nocurve.json']),
-            (_fakeDenoiser(self.data, 'nogain', cw_low=None, cw_high=None,
-                           threshold_reason='no gain at the finest resolution measured'),
-             ['suggests no thresholds', 'no gain at the finest']),
-            (_fakeDenoiser(self.data, 'inverted', suggested_thresholds={'low': 4, 'high': 9}),
+            (_fakeDenoiser(self.data, 'inverted', cw_low=4, cw_high=9),
              ['Invalid suggested thresholds']),
             (os.path.join(self.data, 'missing.keras'), ['does not exist']),
         ]
@@ -142,6 +140,13 @@ class TestRefineWizards(BaseTest):
             self.assertEqual(len(form.errors), 1, model)
             for text in texts + ["paper's thresholds"]:
                 self.assertIn(text, form.errors[0], (model, form.errors[0]))
+        # a usable model whose curve suggests no ramp: the paper's values, said as information
+        model = _fakeDenoiser(self.data, 'nogain', cw_low=None, cw_high=None,
+                              threshold_reason='no gain at the finest resolution measured')
+        form = self._show(RedPriorCwThresholdsWizard, self._refine(denoiserFile=model))
+        self.assertEqual((form.vars, form.errors), (paper, []))
+        for text in ('suggests no thresholds', 'no gain at the finest', "paper's thresholds"):
+            self.assertIn(text, form.infos[0])
 
     def test_mask_diameter(self):
         form = self._show(RedPriorMaskDiameterWizard, self._refine(), 'particleDiameter')
@@ -239,7 +244,7 @@ class TestWorkflowTemplate(BaseTest):
         self.assertEqual(set(params), {'model', 'box', 'pixel', 'particles', 'snr', 'mpi',
                                        'denoiser'})
         # the placeholder is replaced by this installation's data folder, and validates
-        self.assertEqual(params['model'].getValue(), structure.DEMO_MODEL)
+        self.assertEqual(params['model'].getValue(), DEMO_MODEL)
         self.assertIsNone(params['model'].validate())
         self.assertEqual(params['box'].getValue(), '48')
         self.assertEqual(params['denoiser'].getValue(), '')
@@ -257,7 +262,7 @@ class TestWorkflowTemplate(BaseTest):
             self.assertIs(pointer.getObjValue(), prot)
             self.assertEqual(pointer.getExtended(), attr)
 
-        self.assertEqual(imp.pdbFile.get(), structure.DEMO_MODEL)
+        self.assertEqual(imp.pdbFile.get(), DEMO_MODEL)
         link(sim.inputAtomStruct, imp, 'outputPdb')
         self.assertEqual((sim.boxSize.get(), sim.pixelSize.get(), sim.numberOfParticles.get(),
                           sim.snr.get(), sim.doCtf.get()), (40, 3.0, 200, 1.0, False))
@@ -290,9 +295,9 @@ class TestWorkflowTemplate(BaseTest):
         for refine in (gauss, cw):
             self.assertEqual(refine.outputVolume.getDim(), (40, 40, 40))
             self.assertSetSize(refine.outputParticles, 200)
-            self.assertTrue(math.isfinite(refine.getSummaryDict()['final_resolution']))
-        self.assertEqual(gauss.getSummaryDict()['method'], 'gaussian')
-        self.assertEqual(cw.getSummaryDict()['method'], 'cwred')
+            self.assertTrue(math.isfinite(refine.getResults()['final_resolution']))
+        self.assertEqual(gauss.getResults()['method'], 'gaussian')
+        self.assertEqual(cw.getResults()['method'], 'cwred')
         for val in (val1, val2):
             res = val.getResults()
             gold = res['curves']['half_corrected']['resolution']['0.143']
@@ -303,7 +308,7 @@ class TestWorkflowTemplate(BaseTest):
             self.assertLess(truth['limit_A'], 20.0, truth)
             self.assertIn('angular', res['poses'])
             self.assertGreater(val.outputFSCs.getSize(), 0)
-        summary = cons.getResult()['summary']
+        summary = cons.getResults()['summary']
         self.assertEqual(summary['n_common'], 200)
         self.assertEqual(summary['n_agree'] + summary['n_disagree'], 200)
         self.assertSetSize(cons.outputAgreeing, summary['n_agree'])

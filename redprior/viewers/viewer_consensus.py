@@ -2,8 +2,8 @@
 difference histograms.
 
 Each view returns [EmPlotter] (matplotlib), so it shows in the GUI and can be saved headless
-with plotter.savefig(path). The drawing itself is core.validation.consensus.draw_figure, shared with the
-run's HTML report.
+with plotter.savefig(path). The drawing itself is core.validation.consensus_report.draw_figure,
+shared with the run's HTML report.
 """
 import logging
 import os
@@ -23,7 +23,7 @@ class RedPriorConsensusViewer(ProtocolViewer):
     _targets = [ProtRedPriorConsensus]
     _environments = [DESKTOP_TKINTER, WEB_DJANGO]
 
-    # key of the form -> name of the figure in core.validation.consensus.FIGURES
+    # key of the form -> name of the figure in core.validation.consensus_report.FIGURES
     VIEWS = {'displayCrossFsc': 'cross_fsc', 'displayFscCurves': 'fsc_curves',
              'displayAngles': 'angles', 'displayShifts': 'shifts'}
 
@@ -42,13 +42,13 @@ class RedPriorConsensusViewer(ProtocolViewer):
                 for key, name in self.VIEWS.items()}
 
     def _load(self):
-        from redprior.core.validation import consensus
+        from redprior.core.validation import consensus_results
         folder = self.protocol._getExtraPath()
-        if not os.path.exists(os.path.join(folder, consensus.RESULT_JSON)):
+        if not os.path.exists(os.path.join(folder, consensus_results.RESULT_JSON)):
             self._error('%s does not exist: has the protocol finished?'
-                        % os.path.join(folder, consensus.RESULT_JSON))
+                        % os.path.join(folder, consensus_results.RESULT_JSON))
             return None, None
-        return consensus.load_result(folder)
+        return consensus_results.load_result(folder)
 
     def _error(self, msg):
         # In the GUI showError opens a dialog; headless it is only logged.
@@ -58,15 +58,15 @@ class RedPriorConsensusViewer(ProtocolViewer):
             logger.warning(msg)
 
     def _show(self, name):
-        from redprior.core.validation import consensus
+        from redprior.core.validation import consensus_report
         data, arrays = self._load()
         if data is None:
             return []
-        title = dict(consensus.FIGURES)[name]
+        title = dict(consensus_report.FIGURES)[name]
         plotter = EmPlotter(x=1, y=1, figsize=(7, 5), windowTitle=title)
         fig = plotter.getFigure()
         fig.clf()      # EmPlotter starts with a grid of subplots; draw_figure makes its own
-        consensus.draw_figure(fig, name, data, arrays)
+        consensus_report.draw_figure(fig, name, data, arrays)
         return [plotter]
 
     # ------------------------------------------------------------------ headless

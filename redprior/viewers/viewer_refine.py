@@ -57,7 +57,8 @@ class RedPriorRefineViewer(ProtocolViewer):
     def plotFscIterations(self):
         fig, ax = self._figure(figsize=(7, 4.5))
         rows = iteration_table(self.protocol._getExtraPath())
-        cmap = __import__('matplotlib').colormaps['viridis']
+        import matplotlib
+        cmap = matplotlib.colormaps['viridis']
         for i, (it, res, curve, freq) in enumerate(rows):
             ax.plot(freq, curve, color=cmap(i / max(1, len(rows) - 1)), lw=1,
                     label='it %d (%.1f A)' % (it, res))
@@ -71,7 +72,7 @@ class RedPriorRefineViewer(ProtocolViewer):
         return fig
 
     def plotHistory(self):
-        from redprior.core.prior.exrecon import read_log
+        from redprior.core.prior.history import read_log
         fig, ax = self._figure(figsize=(7, 4))
         rows = iteration_table(self.protocol._getExtraPath())
         ax.plot([r[0] for r in rows], [r[1] for r in rows], 'o-', label='RELION resolution (A)')

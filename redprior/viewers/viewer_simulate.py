@@ -47,7 +47,7 @@ class RedPriorSimulateViewer(ProtocolViewer):
         return self.protocol._getExtraPath(*names)
 
     def _info(self):
-        return self.protocol.getSimulationInfo()
+        return self.protocol.getResults()
 
     def _stackPath(self):
         return self._extra(C.SIM_PARTICLES_NAME + '.mrcs')

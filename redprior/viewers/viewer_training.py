@@ -7,7 +7,6 @@
   2021 Fig. 1C) with the suggested CW-RED thresholds, and the per-shell lambda table.
 Figures are plain matplotlib, so they are saved without a display (`saveFigures(folder)`).
 """
-import json
 import math
 import os
 
@@ -96,7 +95,8 @@ def plotShellLambda(meta, title='per-shell lambda (CW-RED per shell)'):
         _message(ax, 'no per-shell lambda table (no validation structures)')
         return fig
     freq = np.array(table['frequency'], dtype=float)
-    cmap = __import__('matplotlib').colormaps['viridis']
+    import matplotlib
+    cmap = matplotlib.colormaps['viridis']
     rows = [(c, row) for c, row in zip(table['centres'], table['lambda'])
             if row and all(v is not None for v in row)]
     for i, (c, row) in enumerate(rows):
@@ -183,10 +183,8 @@ def _show(fig):
 
 
 def _readJson(path):
-    if path and os.path.exists(path):
-        with open(path) as fh:
-            return json.load(fh)
-    return {}
+    from redprior.core.io.jsonfile import read_json
+    return read_json(path)
 
 
 # ------------------------------------------------------------------------------ viewers

@@ -15,10 +15,12 @@ import numpy as np
 from pwem.wizards import EmWizard
 
 from redprior import constants as C
+from redprior.convert import volumePath
+from redprior.core.prior import schedule
 from redprior.protocols import ProtRedPriorRefine, ProtRedPriorSimulate
 
 # Kimanius et al. 2021: lambda 0 for maps worse than 10 A, 1 better than 4.5 A.
-PAPER_CW_LOW, PAPER_CW_HIGH = 10.0, 4.5
+PAPER_CW_LOW, PAPER_CW_HIGH = schedule.CW_LOW_DEFAULT, schedule.CW_HIGH_DEFAULT
 
 # Mask rule: the reference low-passed to 15 A and thresholded at 10 % of its maximum (the
 # recipe of core.geometry.masks.solvent_mask); the farthest such voxel from the box centre (where
@@ -39,23 +41,24 @@ class WizardError(ValueError):
     """The wizard cannot compute a value; the message says why and what to do."""
 
 
+class NoSuggestion(WizardError):
+    """The model is usable but its single-pass curve suggests no CW-RED ramp."""
+
+
 # ---------------------------------------------------------------------- rules
 def denoiserThresholds(modelPath):
     """(cw_low, cw_high, note) suggested by a denoiser's metadata.
 
-    Reads 'suggested_thresholds' = {'low': A, 'high': A}; models saved by the current
-    training code carry the same numbers as top-level 'cw_low'/'cw_high', accepted too.
-    Raises WizardError when the model has no usable suggestion.
+    Reads 'cw_low'/'cw_high' (written by 'train denoiser' from its single-pass curve).
+    Raises NoSuggestion when the model is fine but its curve suggests no ramp, WizardError
+    when the model or its metadata cannot be used.
     """
     from redprior.core.denoiser.model import DenoiserError, metadata_path, read_metadata
     try:
         meta = read_metadata(modelPath)
     except DenoiserError as exc:
         raise WizardError(str(exc))
-    suggested = meta.get('suggested_thresholds')
-    if isinstance(suggested, dict):
-        low, high = suggested.get('low'), suggested.get('high')
-    elif 'cw_low' in meta or 'cw_high' in meta:
+    if 'cw_low' in meta or 'cw_high' in meta:
         low, high = meta.get('cw_low'), meta.get('cw_high')
     else:
         raise WizardError('%s has no single-pass curve (no suggested thresholds in %s): it '
@@ -64,8 +67,8 @@ def denoiserThresholds(modelPath):
     note = meta.get('threshold_reason') or ''
     if low is None or high is None:
         # e.g. the denoiser does not help even at the finest resolution measured
-        raise WizardError('The single-pass curve of %s suggests no thresholds%s.'
-                          % (modelPath, ': %s' % note if note else ''))
+        raise NoSuggestion('The single-pass curve of %s suggests no thresholds%s.'
+                           % (os.path.basename(modelPath), ': %s' % note if note else ''))
     try:
         low, high = float(low), float(high)
     except (TypeError, ValueError):
@@ -76,10 +79,6 @@ def denoiserThresholds(modelPath):
                           '0 < high <= low).' % (metadata_path(modelPath), low, high))
     return low, high, ('' if note == 'measured' else note)
 
-
-def _volumePath(vol):
-    fn = vol.getFileName()
-    return fn[:-4] if fn.endswith(':mrc') else fn
 
 
 def particleExtent(data, pixel):
@@ -146,6 +145,10 @@ class RedPriorCwThresholdsWizard(EmWizard):
                  "1 below %g A (Kimanius et al. 2021)." % (PAPER_CW_LOW, PAPER_CW_HIGH))
         try:
             low, high, note = denoiserThresholds(path)
+        except NoSuggestion as exc:  # a usable model without a ramp of its own: not an error
+            self._setThresholds(form, PAPER_CW_LOW, PAPER_CW_HIGH)
+            form.showInfo('%s\n%s' % (exc, paper))
+            return
         except WizardError as exc:
             self._setThresholds(form, PAPER_CW_LOW, PAPER_CW_HIGH)
             form.showError('Cannot suggest CW-RED thresholds: %s\n%s' % (exc, paper))
@@ -179,7 +182,7 @@ class RedPriorMaskDiameterWizard(EmWizard):
                            'measured on it.')
             return
         try:
-            data, _ = read_map(_volumePath(ref))
+            data, _ = read_map(volumePath(ref))
             pixel = ref.getSamplingRate() or _refinePixel(form.protocol)
             if not pixel:
                 raise WizardError('The reference has no pixel size.')

@@ -25,6 +25,9 @@ BUILTIN_DESCRIPTION = (
 # when no other model is chosen.
 DEFAULT_MODEL = DEFAULT_DENOISER
 
+# Refuse pixel-size ratios beyond this: resampled that far, the model never saw such maps.
+MAX_RESAMPLE = 2.0
+
 # The models pool by 2 per level; an input must be divisible by this.
 DEFAULT_MULTIPLE = 8
 
@@ -38,18 +41,44 @@ def metadata_path(model_path):
 
 
 def read_metadata(model_path):
+    """The model's .json metadata; DenoiserError naming the file and the fix otherwise."""
+    from redprior.core.io.jsonfile import JsonFileError, read_json
+
     meta_file = metadata_path(model_path)
-    if not os.path.exists(model_path):
-        raise DenoiserError(f"Denoiser model {model_path} does not exist.")
+    if not model_path or not os.path.exists(model_path):
+        raise DenoiserError(f"Denoiser model {model_path} does not exist: choose a .keras file "
+                            "written by 'train denoiser' (or leave it empty for the shipped one).")
     if not os.path.exists(meta_file):
         raise DenoiserError(f"Denoiser model {model_path} has no metadata file {meta_file} "
                             "(box, pixel size, normalisation). Re-save it with redprior.")
-    with open(meta_file) as fh:
-        meta = json.load(fh)
+    try:
+        meta = read_json(meta_file)
+    except JsonFileError as exc:
+        raise DenoiserError(f"Denoiser metadata {exc}") from exc
+    if not isinstance(meta, dict):
+        raise DenoiserError(f"{meta_file} is not denoiser metadata (a JSON object expected).")
     for key in ("box", "pixel_size", "normalisation"):
         if key not in meta:
             raise DenoiserError(f"{meta_file} lacks '{key}'.")
     return meta
+
+
+def check_model_file(model_path):
+    """Cheap check (no TensorFlow) that a .keras file is a whole Keras 3 archive."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(model_path) as zf:
+            names = set(zf.namelist())
+            bad = zf.testzip()
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise DenoiserError(f"{model_path} is not a Keras model file ({exc}): it is damaged or "
+                            "not a .keras archive; copy it again or retrain it.") from exc
+    missing = {"config.json", "model.weights.h5"} - names
+    if missing or bad:
+        what = f"lacks {', '.join(sorted(missing))}" if missing else f"has a corrupt member {bad}"
+        raise DenoiserError(f"{model_path} is not a usable Keras model file: it {what}; copy it "
+                            "again or retrain it.")
 
 
 def default_model():
@@ -90,7 +119,7 @@ def write_builtin_model(path, box, pixel_size):
 class Denoiser:
     """A loaded model that maps a real-space map to its denoised version on the same grid."""
 
-    MAX_RESAMPLE = 2.0  # refuse pixel-size ratios beyond this: the model never saw such maps
+    MAX_RESAMPLE = MAX_RESAMPLE
 
     def __init__(self, model_path):
         self.path = model_path

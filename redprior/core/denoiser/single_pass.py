@@ -119,11 +119,11 @@ def evaluate(denoise_fn, source, indices=None, bins=DEFAULT_BINS, pixel_size=Non
             centres=centres.tolist(),
             frequency=(np.arange(box // 2 + 1) / (box * float(pixel_size))).tolist(),
             fsc_input=fsc_x.tolist(), fsc_denoised=fsc_f.tolist(),
-            **{"lambda": per_shell_lambda(fsc_x, fsc_f).tolist()})
+            **{"lambda": shell_table_from_fscs(fsc_x, fsc_f).tolist()})
     return out
 
 
-def per_shell_lambda(fsc_input, fsc_denoised):
+def shell_table_from_fscs(fsc_input, fsc_denoised):
     """clip((FSC_f - FSC_x) / (1 - FSC_x), 0, 1) per shell; NaN rows (empty bins) stay NaN."""
     cx = np.asarray(fsc_input, dtype=np.float64)
     cf = np.asarray(fsc_denoised, dtype=np.float64)
@@ -177,7 +177,7 @@ def suggest_thresholds(resolution, ratio_l2, tol=TOLERANCE):
     return float(low), float(high), reason
 
 
-def lambda_per_shell(per_shell, resolution, box, pixel_size):
+def shell_table_row(per_shell, resolution, box, pixel_size):
     """Per-shell lambda (length box//2+1, shell index as red_update uses) for a map at `resolution`.
 
     per_shell: the 'per_shell' dict of evaluate() (or the metadata's 'per_shell_lambda'). The

@@ -108,3 +108,8 @@ def correlation(a, b):
     a = a.ravel().astype(np.float64) - a.mean()
     b = b.ravel().astype(np.float64) - b.mean()
     return float(a @ b / np.sqrt((a @ a) * (b @ b)))
+
+
+def mean_fsc(curve, box):
+    """One number for a whole curve: its mean over shells 1..box/2 (shell 0 is always ~1)."""
+    return float(np.mean(np.asarray(curve, dtype=float)[1:box // 2 + 1]))

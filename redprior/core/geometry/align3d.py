@@ -45,7 +45,7 @@ class FrameTransform:
     """B -> A frame transform: p_A = R (J^h p_B) + t. See the module docstring.
 
     `method` says how it was found: 'volumes' (align_volumes; score = masked correlation
-    of the maps), 'poses' (consensus.align_pose_sets; score = fraction of common particles
+    of the maps), 'poses' (consensus_frames.align_pose_sets; score = fraction of common particles
     whose poses agree after the transform) or 'identity'.
     """
     rotation: np.ndarray = field(default_factory=lambda: np.eye(3))

@@ -14,7 +14,7 @@ import re
 
 import numpy as np
 
-from redprior.core.simulation.particles import euler_to_matrix, matrix_to_euler  # noqa: F401  (re-exported)
+from redprior.core.geometry.euler import euler_to_matrix, matrix_to_euler
 
 __all__ = ['euler_to_matrix', 'matrix_to_euler', 'rotation_angle', 'axis_angle_matrix',
            'symmetry_operators', 'symmetry_order', 'angular_distance', 'mirror',

@@ -9,7 +9,6 @@ intermediate files unless --keep. Any failure exits non-zero with a readable mes
 stops RELION: the prior is never dropped silently.
 """
 import argparse
-import fcntl
 import json
 import os
 import shlex
@@ -21,11 +20,12 @@ import numpy as np
 from redprior.core.fourier.fsc import read_resolution
 
 from . import schedule
+from .history import append_log
+from .settings import PriorSettings, prior_problems
 from redprior.core.relion.contract import ContractError, cleanup, load_fourier, read_job, write_result
 from redprior.core.relion.reconstruct import Reconstructor
 from .update import red_update, unregularised_map
 
-LOG_HEADER = "# redprior external reconstruct log: one line per RELION call\n"
 
 
 def build_parser():
@@ -79,28 +79,16 @@ def hook_command(args, python=None):
                     + [shlex.quote(a) for a in args])
 
 
-def append_log(path, record):
-    """One JSON line per call; the lock keeps the two halves' lines whole."""
-    if not path:
-        return
-    new = not os.path.exists(path)
-    with open(path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        if new:
-            fh.write(LOG_HEADER)
-        fh.write(json.dumps(record) + "\n")
-        fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def read_log(path):
-    """The records of a log written by append_log (for protocols and viewers)."""
-    out = []
-    if path and os.path.exists(path):
-        with open(path) as fh:
-            for line in fh:
-                if line.strip() and not line.startswith("#"):
-                    out.append(json.loads(line))
-    return out
+def check_settings(args):
+    """Refuse what the refine protocol's form refuses (core.prior.settings), before any work."""
+    if args.mode != schedule.GAUSSIAN and not args.model:
+        raise ContractError(f"--mode {args.mode} needs --model (a denoiser .keras file).")
+    # Gaussian mode may run without --angpix (the resolution in the log is then per pixel)
+    pixel = args.angpix if (args.angpix or args.mode != schedule.GAUSSIAN) else 1.0
+    problems = prior_problems(PriorSettings(args.mode, pixel, args.lam, args.cw_low,
+                                            args.cw_high, args.model))
+    if problems:
+        raise ContractError(" ".join(problems))
 
 
 def run(args):
@@ -108,25 +96,21 @@ def run(args):
     job = read_job(args.star)
     if args.output:
         job.result = args.output
-    if args.mode != schedule.GAUSSIAN:
-        if not args.model:
-            raise ContractError(f"--mode {args.mode} needs --model (a denoiser .keras file).")
-        if args.angpix <= 0:
-            raise ContractError(f"--mode {args.mode} needs --angpix (pixel size in A).")
-    table = _shell_table(args.model) if args.mode == schedule.CWRED_SHELL else None  # fail early
+    check_settings(args)
+    table = _shell_table(args.model) if args.mode == schedule.CWRED_SHELL else None
     b, k = load_fourier(job)
     if not (np.all(np.isfinite(b)) and np.all(np.isfinite(k))):
         raise ContractError(f"RELION's data for {args.star} contain NaN or infinite values.")
     angpix = args.angpix if args.angpix > 0 else 1.0
     # the schedule's resolution: RELION's gold-standard FSC of this iteration, read by the
     # one rule (core.fourier.fsc); "never crosses" counts as Nyquist, "below from the first
-    # shell" as the box size (lambda 0)
+    # shell" (or an FSC of NaNs) as no confidence (lambda 0)
     fsc_res = read_resolution(job.fsc, job.ori_size, angpix, args.fsc_threshold)
     resolution = fsc_res.bound_A
     lam = schedule.schedule_lambda(args.mode, resolution, args.lam, args.cw_low, args.cw_high)
     lam_scalar, shell = lam, None
     if table is not None:
-        shell = schedule.shell_lambda(table, resolution, job.ori_size, angpix, lam)
+        shell = schedule.lambda_per_shell(table, resolution, job.ori_size, angpix, lam)
         # the scalar that goes into the log and the summaries: the mean over the shells that
         # carry the prior (minres_map .. RELION's current size), as RELION sees them
         lo, hi = max(1, args.minres_map), max(1, job.r_max)

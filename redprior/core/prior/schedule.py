@@ -10,7 +10,8 @@ different resolution shells"). In cwred-shell the lambda of Fourier shell s is
 where w(d) is the CW-RED ramp of cwred (0 worse than cw_low, 1 better than cw_high) and L_d(s)
 is the denoiser's per-shell table at resolution d: the fraction of the missing correlation of
 x~ in shell s that one denoiser pass recovered on validation maps of about that resolution
-(core.denoiser.single_pass.per_shell_lambda / lambda_per_shell; 0 where the denoiser does not help).
+(core.denoiser.single_pass.shell_table_from_fscs / shell_table_row; 0 where the denoiser
+does not help).
 The scalar ramp still decides when the denoiser is trusted at all; the table only takes lambda
 down in the shells where one pass did not add correlation. Since L_d(s) <= 1, cwred-shell is
 never more aggressive than cwred with the same thresholds.
@@ -41,7 +42,7 @@ def schedule_lambda(mode, resolution, red_lambda=1.0, low=CW_LOW_DEFAULT, high=C
         return 0.0
     if mode == RED:
         return float(red_lambda)
-    if mode in (CWRED, CWRED_SHELL):  # cwred-shell: the scalar part (see shell_lambda)
+    if mode in (CWRED, CWRED_SHELL):  # cwred-shell: the scalar part (see lambda_per_shell)
         return red_lambda * cwred_lambda(resolution, low, high)
     raise ValueError(f"Unknown prior mode '{mode}'; use one of {', '.join(MODES)}.")
 
@@ -54,14 +55,14 @@ def has_shell_table(meta):
                for r in rows)
 
 
-def shell_lambda(table, resolution, ori_size, pixel_size, scalar):
+def lambda_per_shell(table, resolution, ori_size, pixel_size, scalar):
     """cwred-shell lambda per shell (index round(r/pad) as core.prior.update.red_update uses it).
 
     table: the metadata's 'per_shell_lambda' (core.denoiser.single_pass.metadata_fields); scalar: the
     cwred part red_lambda * w(d) (schedule_lambda). Returns an array of length ori_size:
     shells beyond Nyquist (the cube's corners, which RELION never fills) are 0.
     """
-    from redprior.core.denoiser.single_pass import lambda_per_shell
+    from redprior.core.denoiser.single_pass import shell_table_row
 
     # JSON stores NaN (empty resolution bins) as null
     rows = [[np.nan if v is None else v for v in row] for row in table["lambda"]]
@@ -69,6 +70,6 @@ def shell_lambda(table, resolution, ori_size, pixel_size, scalar):
     out = np.zeros(int(ori_size))
     if scalar <= 0:
         return out
-    per = lambda_per_shell(clean, resolution, int(ori_size), float(pixel_size))
+    per = shell_table_row(clean, resolution, int(ori_size), float(pixel_size))
     out[:len(per)] = np.clip(per, 0.0, 1.0) * float(scalar)
     return out

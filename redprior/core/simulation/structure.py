@@ -8,7 +8,6 @@ import os
 import gemmi
 import numpy as np
 
-from redprior.core.io.shipped import DEMO_MODEL  # noqa: F401 (callers use structure.DEMO_MODEL)
 from redprior.core.fourier.filters import fourier_resample, irfft_centred, rfft_centred
 from redprior.core.fourier.grid import radius2
 

@@ -16,7 +16,7 @@ import json
 import numpy as np
 
 from redprior.core.geometry import rotations as angles
-from redprior.core.fourier.fsc import fsc, read_resolution, shell_resolutions
+from redprior.core.fourier.fsc import fsc, mean_fsc, read_resolution, shell_resolutions
 from redprior.core.geometry.masks import solvent_mask
 from redprior.core.fourier.grid import radius2
 
@@ -385,7 +385,7 @@ def quality_metrics(half1, half2, ground_truth, pixel_size, R_true=None, R_est=N
     r05, r0143, rh = gt['resolution']['0.5'], gt['resolution']['0.143'], half['resolution']['0.143']
     out = dict(gt_res_05=r05['limit_A'], gt_res_0143=r0143['limit_A'],
                gt_res_05_crossed=r05['crossed'], gt_res_0143_crossed=r0143['crossed'],
-               gt_fsc_mean=float(np.mean(gt['fsc'][1:box // 2 + 1])),
+               gt_fsc_mean=mean_fsc(gt['fsc'], box),
                half_res_masked=rh['limit_A'], half_res_masked_crossed=rh['crossed'],
                overestimation_shells=int(rh['shell'] - r05['shell']),
                overestimated=bool(v['overestimation']['overestimated']),

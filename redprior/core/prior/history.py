@@ -1,0 +1,67 @@
+"""The hook's log: one JSON line per RELION call (iteration, half, resolution, lambda, time),
+and the summary of a finished refinement built from it and RELION's final files.
+"""
+import fcntl
+import json
+import os
+
+from emtable import Table
+
+from redprior.core.relion.run_folder import final_output
+
+LOG_HEADER = "# redprior external reconstruct log: one line per RELION call\n"
+
+
+def append_log(path, record):
+    """One JSON line per call; the lock keeps the two halves' lines whole."""
+    if not path:
+        return
+    new = not os.path.exists(path)
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        if new:
+            fh.write(LOG_HEADER)
+        fh.write(json.dumps(record) + "\n")
+        fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def read_log(path):
+    """The records of a log written by append_log (for protocols and viewers)."""
+    out = []
+    if path and os.path.exists(path):
+        with open(path) as fh:
+            for line in fh:
+                if line.strip() and not line.startswith("#"):
+                    out.append(json.loads(line))
+    return out
+
+
+def final_fsc(folder):
+    """(resolution per shell in 1/A, RELION's gold-standard FSC) of a finished refinement."""
+    t = Table(fileName=final_output(folder, "model.star"), tableName="model_class_1")
+    return (list(map(float, t.getColumnValues("rlnResolution"))),
+            list(map(float, t.getColumnValues("rlnGoldStandardFsc"))))
+
+
+def refinement_summary(folder, log_path, method, seconds, denoiser):
+    """The summary of a finished refinement in `folder` (RELION's run_* files).
+
+    relion_final_resolution is RELION's own final estimate (unmasked half-map FSC at 0.143,
+    model.star rlnCurrentResolution); lambda_history holds one [iteration, half, schedule
+    resolution (A), lambda] per hook call, the resolution being the one lambda was computed
+    from (core.prior.exrecon).
+    """
+    row = next(iter(Table(fileName=final_output(folder, "model.star"),
+                          tableName="model_general")))
+    log = [r for r in read_log(log_path) if "error" not in r]
+    return {
+        "method": method,
+        "final_resolution": float(row.rlnCurrentResolution),
+        "final_resolution_what": "RELION's final estimate: unmasked half-map FSC at 0.143",
+        "iterations": len({r["iteration"] for r in log}),
+        "wall_seconds": round(seconds, 1),
+        "calls": len(log),
+        "lambda_history": [[r["iteration"], r["half"], r["resolution"], r["lambda"]]
+                           for r in log],
+        "denoiser": denoiser,
+    }
