@@ -35,7 +35,7 @@ setup(
         "scipion-em-relion",
         # projections in core.simulation.particles (used by the simulate protocol at run time)
         "finufft",
-        # TM-scores of the reserved-structure guard (redprior.core.training_data.reserved)
+        # TM-scores of the reserved-structure guard (redprior.core.structure_set.reserved)
         "tmtools",
     ],
     extras_require={

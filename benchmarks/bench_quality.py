@@ -52,8 +52,8 @@ from redprior.core.fourier import filters as fourier  # noqa: E402
 from redprior.core.io import star_particles as particles_star  # noqa: E402
 from redprior.core.simulation import particles as simulate  # noqa: E402
 from redprior.core.simulation import structure  # noqa: E402
-from redprior.core.training_data import reserved as reserved_guard  # noqa: E402
-from redprior.core.training_data import sources as training_sources  # noqa: E402
+from redprior.core.structure_set import reserved as reserved_guard  # noqa: E402
+from redprior.core.structure_set import sources as training_sources  # noqa: E402
 from redprior.core.validation import metrics as validation  # noqa: E402
 from redprior.core.geometry.rotations import euler_to_matrix  # noqa: E402
 from redprior.core.denoiser.model import DEFAULT_MODEL, read_metadata  # noqa: E402

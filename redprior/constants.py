@@ -31,4 +31,4 @@ SIM_PARTICLES_NAME = 'particles'      # -> particles.star + particles.mrcs
 SIM_JSON = 'simulation.json'
 
 # The smallest box the simulation accepts: below this RELION refinement is meaningless.
-MIN_BOX = 16
+from redprior.core.simulation.limits import MIN_BOX  # noqa: E402,F401 (defined there)

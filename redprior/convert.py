@@ -76,6 +76,56 @@ def mapShape(path):
         return None
 
 
+def readParticlesStar(star, parts, pixel):
+    """Fill a SetOfParticles from a RELION particle STAR whose image paths are relative to the
+    STAR's folder (as RELION writes them); scipion-em-relion's reader handles optics groups,
+    CTF and the ALIGN_PROJ convention."""
+    from pwem.constants import ALIGN_PROJ
+    from relion.convert import readSetOfParticles
+    folder = os.path.dirname(star)
+
+    def fixPath(particle, row):
+        index, fn = particle.getLocation()
+        if not os.path.isabs(fn):
+            particle.setLocation(index, os.path.join(folder, fn))
+
+    readSetOfParticles(star, parts, alignType=ALIGN_PROJ, postprocessImageRow=fixPath)
+    parts.setSamplingRate(pixel)
+
+
+def mapsProblems(maps, pixel):
+    """Messages for maps [(name, path, pixel size or None)] that cannot be compared with the
+    first one (missing, unreadable, not cubic, another box or pixel size); [] if fine."""
+    errors = []
+    ref_name, ref_path, _ = maps[0]
+    ref_shape = None
+    for name, path, map_pixel in maps:
+        if not path or not os.path.exists(path):
+            errors.append('The %s file %s does not exist. Check the input (was the '
+                          'refinement moved or deleted?).' % (name, path))
+            continue
+        shape = mapShape(path)
+        if shape is None:
+            errors.append('The %s file %s cannot be read as a map.' % (name, path))
+            continue
+        if len(set(shape)) != 1:
+            errors.append('The %s is not cubic (%s); validation needs cubic maps.'
+                          % (name, 'x'.join(map(str, shape))))
+        if ref_shape is None:
+            ref_shape = shape
+        elif shape != ref_shape:
+            errors.append('Box mismatch: the %s is %s px but %s is %s px. Resize or crop '
+                          'the %s to %d px (same pixel size) before validating.'
+                          % (name, 'x'.join(map(str, shape)), ref_name,
+                             'x'.join(map(str, ref_shape)), name, ref_shape[0]))
+        if map_pixel and pixel and abs(map_pixel - pixel) > 0.01 * pixel:
+            errors.append('Pixel size mismatch: the %s is %.4g A/px and the refined map '
+                          '%.4g A/px. Rescale the %s to %.4g A/px (or fix its sampling '
+                          'rate on import if the header is wrong).'
+                          % (name, map_pixel, pixel, name, pixel))
+    return errors
+
+
 # ---- poses -------------------------------------------------------------------------------
 def relionPose(matrix):
     """(RELION pose matrix A, origin in pixels (x, y)) of a Scipion ALIGN_PROJ matrix."""

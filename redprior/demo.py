@@ -99,21 +99,14 @@ def _alive(pid):
 
 def check_args(args):
     """Refuse bad options before anything runs (no project is touched)."""
-    from redprior import constants as C
     from redprior.core.io.shipped import DEFAULT_DENOISER
     from redprior.core.prior.settings import PriorSettings, prior_problems
+    from redprior.core.simulation.limits import simulation_problems
     problems = []
     if args.mpi < 3:
         problems.append(f"--mpi {args.mpi}: relion_refine_mpi --split_random_halves needs at "
                         "least 3 MPI ranks (1 leader + 2 halves); use --mpi 3 or more.")
-    if args.particles < 10:
-        problems.append(f"--particles {args.particles}: give at least 10 particles.")
-    if args.box < C.MIN_BOX or args.box % 2:
-        problems.append(f"--box {args.box}: give an even box of at least {C.MIN_BOX} px.")
-    if not 0 < args.pixel < 100:
-        problems.append(f"--pixel {args.pixel}: give a pixel size in A/px, e.g. 2.5.")
-    if not 0 < args.snr < 1e6:
-        problems.append(f"--snr {args.snr}: give a positive, finite signal-to-noise ratio.")
+    problems += simulation_problems(args.box, args.pixel, args.particles, snr=args.snr)
     problems += prior_problems(PriorSettings("cwred", args.pixel,
                                              model=args.denoiser or DEFAULT_DENOISER))
     if problems:

@@ -16,10 +16,10 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from redprior.core.training_data.build import build_manifest  # noqa: E402
-from redprior.core.training_data.manifest import MANIFEST  # noqa: E402
-from redprior.core.training_data.reserved import have_tmtools  # noqa: E402
-from redprior.core.training_data.sources import scan_sources  # noqa: E402
+from redprior.core.structure_set.build import build_manifest  # noqa: E402
+from redprior.core.structure_set.manifest import MANIFEST  # noqa: E402
+from redprior.core.structure_set.reserved import have_tmtools  # noqa: E402
+from redprior.core.structure_set.sources import scan_sources  # noqa: E402
 
 
 def main(argv=None):

@@ -71,7 +71,7 @@ def check_training_set(args):
     (redprior/data/TRAINING_SET.md) unless a partial set was asked for."""
     import logging
 
-    from redprior.core.training_data.manifest import MANIFEST, load_training_chains
+    from redprior.core.structure_set.manifest import MANIFEST, load_training_chains
 
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     manifest = args.manifest or MANIFEST

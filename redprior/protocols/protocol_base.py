@@ -45,11 +45,18 @@ class RelionRunnerMixin:
         proc = subprocess.Popen([sys.executable, '-m', 'redprior_worker', '--model',
                                  os.path.abspath(modelPath), '--socket', socket],
                                 stdout=logFile, stderr=subprocess.STDOUT)
-        if wait_ready(socket, proc):
-            self.info('Denoiser worker ready (pid %d)' % proc.pid)
-        else:
-            self.warning('The denoiser worker did not start (see extra/worker.log); each call '
-                         'will load the model itself (slower, same result).')
+        if not wait_ready(socket, proc):
+            # a model the worker cannot load is one the hook could not load either: stop now,
+            # not at the first iteration that needs the prior
+            if proc.poll() is None:
+                proc.kill()
+            logFile.close()
+            with open(self._getExtraPath('worker.log')) as fh:
+                tail = ''.join(fh.readlines()[-15:])
+            raise RuntimeError('The denoiser worker could not load %s, so the refinement was not '
+                               'started. Its log (extra/worker.log) ends with:\n%s'
+                               % (modelPath, tail))
+        self.info('Denoiser worker ready (pid %d)' % proc.pid)
         return proc, socket
 
     def _stopDenoiserWorker(self, proc, socket):

@@ -293,6 +293,24 @@ class ProtRedPriorRefine(RelionRunnerMixin, ProtRefine3D):
         except MapError as exc:
             errors.append('Reference volume: %s' % exc)
         errors += prior_problems(self._priorSettings())
+        errors += self._validateGeometry(parts)
+        return errors
+
+    def _validateGeometry(self, parts):
+        from redprior.core.geometry.rotations import symmetry_order
+        errors = []
+        try:
+            symmetry_order(self.symmetry.get())
+        except ValueError as exc:
+            errors.append('Symmetry: %s' % exc)
+        box_A = parts.getXDim() * (parts.getSamplingRate() or 0)
+        d = self.particleDiameter.get()
+        if d and d > 0 and box_A and d > box_A:
+            errors.append('The mask diameter (%g A) is larger than the box (%d px x %g A/px = '
+                          '%g A): use at most %g A, or -1 for 90%% of the box.'
+                          % (d, parts.getXDim(), parts.getSamplingRate(), box_A, box_A))
+        if parts.getSize() == 0:
+            errors.append('The particle set is empty.')
         return errors
 
     def _priorSettings(self):

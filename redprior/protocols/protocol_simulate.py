@@ -1,16 +1,13 @@
 """'simulate particles': ground truth, initial model and noisy particles with true poses.
 
-The numerics live in redprior.core (structure, simulate, particles_star); this protocol only
-handles the form, the files of the run and the Scipion outputs.
+The numerics live in redprior.core (simulation.structure, simulation.particles,
+simulation.limits, io.star_particles); this protocol only handles the form, the files of the
+run and the Scipion outputs.
 """
-import json
 import os
-
-import numpy as np
 
 import pyworkflow.protocol.params as params
 from pyworkflow import BETA
-from pwem.constants import ALIGN_PROJ
 from pwem.objects import SetOfParticles, Volume
 from pwem.protocols import EMProtocol
 
@@ -176,19 +173,8 @@ class ProtRedPriorSimulate(EMProtocol):
             self._defineSourceRelation(source, out)
 
     def _readParticles(self, star, parts, pixel):
-        # scipion-em-relion's reader handles optics groups, CTF and the ALIGN_PROJ matrix
-        # convention; we only have to make image paths relative to the project (RELION
-        # writes them relative to the STAR file's folder).
-        from relion.convert import readSetOfParticles
-        folder = os.path.dirname(star)
-
-        def fixPath(particle, row):
-            index, fn = particle.getLocation()
-            if not os.path.isabs(fn):
-                particle.setLocation(index, os.path.join(folder, fn))
-
-        readSetOfParticles(star, parts, alignType=ALIGN_PROJ, postprocessImageRow=fixPath)
-        parts.setSamplingRate(pixel)
+        from redprior.convert import readParticlesStar
+        readParticlesStar(star, parts, pixel)
         if not self.doCtf.get():
             parts.setHasCTF(False)
             # the STAR's optics then hold placeholders; keep the form's microscope instead
@@ -259,12 +245,8 @@ class ProtRedPriorSimulate(EMProtocol):
         return read_json(self._getExtraPath(C.SIM_JSON))
 
     def _writeJson(self, info):
-        def default(o):  # numpy scalars from the core
-            return o.item() if isinstance(o, np.generic) else str(o)
-        path = self._getExtraPath(C.SIM_JSON)
-        with open(path + '.tmp', 'w') as fh:
-            json.dump(info, fh, indent=2, default=default)
-        os.replace(path + '.tmp', path)
+        from redprior.core.io.jsonfile import write_json
+        write_json(self._getExtraPath(C.SIM_JSON), info, indent=2)
 
     # ------------------------------------------------------------------ info
     @classmethod
@@ -274,33 +256,19 @@ class ProtRedPriorSimulate(EMProtocol):
         return Plugin.missingPythonPackages('finufft', 'gemmi', 'mrcfile')
 
     def _validate(self):
+        from redprior.core.simulation.limits import simulation_problems
         errors = []
-        if self.inputSource.get() == C.SOURCE_ATOMSTRUCT:
-            box, pixel = self.boxSize.get(), self.pixelSize.get()
-            if pixel is None or pixel <= 0:
-                errors.append('Pixel size must be > 0 A.')
-            if box is None or box < C.MIN_BOX or box % 2:
-                errors.append(f'Box size must be an even number of at least {C.MIN_BOX} '
-                              f'pixels (got {box}).')
-            if not errors and self.inputAtomStruct.get() is not None:
-                errors += self._validateFit(box, pixel)
-        else:
-            vol = self.inputVolume.get()
-            if vol is not None:
-                x, y, z = vol.getDim()
-                if not (x == y == z):
-                    errors.append(f'The volume must be cubic (got {x}x{y}x{z}).')
-                elif x % 2 or x < C.MIN_BOX:
-                    errors.append(f'The volume box must be even and at least {C.MIN_BOX} '
-                                  f'pixels (got {x}).')
-                if not vol.getSamplingRate() or vol.getSamplingRate() <= 0:
-                    errors.append('The volume has no sampling rate; set it on import.')
-        if self.noiseMode.get() == C.NOISE_BY_SNR:
-            if self.snr.get() is None or self.snr.get() <= 0:
-                errors.append(f'The SNR must be > 0 (got {self.snr.get()}).')
-        elif self.scaleFactor.get() is None or self.scaleFactor.get() <= 0:
-            errors.append(f'The intensity scale factor must be > 0 (got '
-                          f'{self.scaleFactor.get()}).')
+        if self.inputSource.get() == C.SOURCE_VOLUME:
+            errors += self._validateVolume()
+        try:
+            box, pixel = self.getBoxAndPixel()
+        except Exception:  # no volume chosen yet
+            return errors
+        bySnr = self.noiseMode.get() == C.NOISE_BY_SNR
+        errors += simulation_problems(box, pixel, self.numberOfParticles.get(),
+                                      snr=self.snr.get() if bySnr else None,
+                                      scale=None if bySnr else self.scaleFactor.get(),
+                                      initial_lowpass=self.initialLowpass.get())
         if self.doCtf.get():
             dmin, dmax = self.defocusMin.get(), self.defocusMax.get()
             if not (dmin and dmax and 0 < dmin <= dmax):
@@ -310,29 +278,25 @@ class ProtRedPriorSimulate(EMProtocol):
                 errors.append('Amplitude contrast must be in [0, 1).')
             if self.voltage.get() <= 0:
                 errors.append('Voltage must be > 0 kV.')
-        if not errors and self.initialLowpass.get() is not None:
-            _, pixel = self.getBoxAndPixel()
-            if self.initialLowpass.get() < 2 * pixel:
-                errors.append(f'Initial model low-pass ({self.initialLowpass.get():g} A) is '
-                              f'beyond Nyquist ({2 * pixel:g} A); use a larger value.')
+        if (not errors and self.inputSource.get() == C.SOURCE_ATOMSTRUCT
+                and self.inputAtomStruct.get() is not None):
+            errors += self._validateFit(box, pixel)
         return errors
 
-    def _validateFit(self, box, pixel):
-        from redprior.core.simulation import structure
-        path = self._atomStructPath()
-        try:
-            summary = structure.structure_summary(structure.read_structure(path))
-        except ValueError as exc:
-            return [str(exc)]
-        radius = summary['max_radius_A']
-        need = structure.min_box_for(radius, pixel)
-        if box >= need:
+    def _validateVolume(self):
+        vol = self.inputVolume.get()
+        if vol is None:
             return []
-        # inverse of min_box_for: the pixel size at which this box would be enough
-        min_pixel = (radius + structure.FIT_MARGIN_A) / (box / 2.0 - 1.0)
-        return [f'The atomic model does not fit in a box of {box} px at {pixel:g} A/px: its '
-                f'atoms reach {radius:.1f} A from the centre of mass. Use a box of at least '
-                f'{need} px (or a pixel size of at least {min_pixel:.2f} A).']
+        x, y, z = vol.getDim()
+        if not (x == y == z):
+            return [f'The volume must be cubic (got {x}x{y}x{z}).']
+        if not vol.getSamplingRate() or vol.getSamplingRate() <= 0:
+            return ['The volume has no sampling rate; set it on import.']
+        return []
+
+    def _validateFit(self, box, pixel):
+        from redprior.core.simulation.structure import fit_problems
+        return fit_problems(self._atomStructPath(), box, pixel)
 
     def _summary(self):
         info = self.getResults()

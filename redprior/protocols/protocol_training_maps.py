@@ -13,7 +13,7 @@ Kimanius et al. 2021, sec. 3.1 (docs/PAPER.md 1.3). Three modes, all with the pa
 Ground truths come from maps (e.g. 'simulate particles' outputs), atomic models, or the
 shipped training set (redprior/data/training_manifest.json); training_maps_inputs resolves
 them. Structures reserved for evaluation (and the demo model) are refused: atomic models by
-core.training_data.reserved, maps through the atomic model they were simulated from when
+core.structure_set.reserved, maps through the atomic model they were simulated from when
 that is known. The RELION mode's section, step and checks are in training_maps_relion.
 
 One step per structure, each writing its own small pair store (a failed or continued step

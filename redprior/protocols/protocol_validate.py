@@ -14,7 +14,8 @@ from pwem.objects import FSC, SetOfFSCs
 from pwem.protocols import EMProtocol
 
 from redprior import Plugin
-from redprior.convert import halfMapPaths, mapShape, posesFromSet, readCube, volumePath
+from redprior.convert import halfMapPaths, mapsProblems, posesFromSet, readCube, volumePath
+from redprior.core.io.jsonfile import read_json, write_json
 
 MAPS_JSON = 'validation_maps.json'
 POSES_JSON = 'validation_poses.json'
@@ -140,7 +141,7 @@ class ProtRedPriorValidate(EMProtocol):
         for row in report.resolution_rows(res):
             self.info('%-55s 0.143: %-45s 0.5: %s' % row)
         self.info('Overestimation: %s' % res['overestimation']['verdict'])
-        validation.save_json(res, self._getExtraPath(MAPS_JSON))
+        write_json(self._getExtraPath(MAPS_JSON), res)
 
     def computePosesStep(self, trueId, refinedId, symmetry, align):
         from redprior.core.validation import metrics as validation
@@ -162,15 +163,14 @@ class ProtRedPriorValidate(EMProtocol):
         if poses.get('hand') == 'mirror':
             self.warning('The refined poses fit the MIRROR image of the truth better: the map '
                          'probably has the wrong hand.')
-        validation.save_json(poses, self._getExtraPath(POSES_JSON))
+        write_json(self._getExtraPath(POSES_JSON), poses)
 
     def reportStep(self):
         from redprior.core.validation import report
-        from redprior.core.validation import metrics as validation
-        res = validation.load_json(self._getExtraPath(MAPS_JSON))
+        res = read_json(self._getExtraPath(MAPS_JSON))
         if os.path.exists(self._getExtraPath(POSES_JSON)):
-            res['poses'] = validation.load_json(self._getExtraPath(POSES_JSON))
-        validation.save_json(res, self._getExtraPath(RESULTS_JSON))
+            res['poses'] = read_json(self._getExtraPath(POSES_JSON))
+        write_json(self._getExtraPath(RESULTS_JSON), res)
         paths = report.write_report(res, self._getExtraPath(), info=self._reportInfo())
         for name, path in sorted(paths.items()):
             self.info('Report %s: %s' % (name, path))
@@ -270,42 +270,12 @@ class ProtRedPriorValidate(EMProtocol):
         elif self._hasUnreg():
             maps += [('unregularised half-map 1', self.unregHalf1.get(), None),
                      ('unregularised half-map 2', self.unregHalf2.get(), None)]
-        errors += self._validateMaps(maps, pixel)
+        errors += mapsProblems(maps, pixel)
         try:
             angles.symmetry_order(self.symmetry.get())
         except ValueError as exc:
             errors.append(str(exc))
         errors += self._validateParticles()
-        return errors
-
-    def _validateMaps(self, maps, pixel):
-        errors = []
-        ref_name, ref_path, _ = maps[0]
-        ref_shape = None
-        for name, path, map_pixel in maps:
-            if not path or not os.path.exists(path):
-                errors.append('The %s file %s does not exist. Check the input (was the '
-                              'refinement moved or deleted?).' % (name, path))
-                continue
-            shape = mapShape(path)
-            if shape is None:
-                errors.append('The %s file %s cannot be read as a map.' % (name, path))
-                continue
-            if len(set(shape)) != 1:
-                errors.append('The %s is not cubic (%s); validation needs cubic maps.'
-                              % (name, 'x'.join(map(str, shape))))
-            if ref_shape is None:
-                ref_shape = shape
-            elif shape != ref_shape:
-                errors.append('Box mismatch: the %s is %s px but %s is %s px. Resize or crop '
-                              'the %s to %d px (same pixel size) before validating.'
-                              % (name, 'x'.join(map(str, shape)), ref_name,
-                                 'x'.join(map(str, ref_shape)), name, ref_shape[0]))
-            if map_pixel and pixel and abs(map_pixel - pixel) > 0.01 * pixel:
-                errors.append('Pixel size mismatch: the %s is %.4g A/px and the refined map '
-                              '%.4g A/px. Rescale the %s to %.4g A/px (or fix its sampling '
-                              'rate on import if the header is wrong).'
-                              % (name, map_pixel, pixel, name, pixel))
         return errors
 
     def _validateParticles(self):
@@ -315,7 +285,10 @@ class ProtRedPriorValidate(EMProtocol):
                     'neither) to get angular errors.']
         errors = []
         for name, parts in (('particles with true poses', t), ('refined particles', r)):
-            if parts is not None and parts.getAlignment() != ALIGN_PROJ:
+            if parts is not None and parts.getSize() == 0:
+                errors.append('The %s are an empty set: give a set with particles, or '
+                              'neither set.' % name)
+            elif parts is not None and parts.getAlignment() != ALIGN_PROJ:
                 errors.append('The %s have no 3D projection alignment (alignment: %s). Use a '
                               'set with 3D poses, e.g. the output of "simulate particles" or of '
                               'a 3D refinement.' % (name, parts.getAlignment()))

@@ -1,7 +1,7 @@
 """Where the ground truths of 'training maps' (protocol_training_maps) come from: maps,
 atomic models or the shipped training set, resolved to JSON-able structure entries
 (core.training_data.ground_truth), and the validation of these inputs, reserved structures
-included (core.training_data.reserved).
+included (core.structure_set.reserved).
 """
 import json
 import os
@@ -9,8 +9,8 @@ import os
 from redprior import constants as C
 from redprior.core.training_data.ground_truth import (
     model_problems, reserved_problems, structure_id)
-from redprior.core.training_data.manifest import MANIFEST, load_training_chains
-from redprior.core.training_data.reserved import load_reserved
+from redprior.core.structure_set.manifest import MANIFEST, load_training_chains
+from redprior.core.structure_set.reserved import load_reserved
 from redprior.protocols.training_maps_form import SRC_MAPS, SRC_MODELS
 
 

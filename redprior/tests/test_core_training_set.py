@@ -14,16 +14,16 @@ import gemmi
 import numpy as np
 import pytest
 
-from redprior.core.training_data.chains import (
+from redprior.core.structure_set.chains import (
     Chain, _entry_id, candidate_chains, chain_problem, chains_of_structure, deduplicate,
     mass_filter, sequence_identity)
-from redprior.core.training_data.manifest import MANIFEST, MANIFEST_VERSION, load_training_chains
-from redprior.core.training_data.reserved import (
+from redprior.core.structure_set.manifest import MANIFEST, MANIFEST_VERSION, load_training_chains
+from redprior.core.structure_set.reserved import (
     RESERVED_ENTRIES, _decode_ca, _encode_ca, check_not_reserved, have_tmtools, load_reserved,
     tm_against_reserved)
-from redprior.core.training_data.rule import (
+from redprior.core.structure_set.rule import (
     DEDUP_IDENTITY, MAX_GAP_RESIDUES, MAX_KDA, MIN_KDA, MIN_TM_RESIDUES, TM_THRESHOLD)
-from redprior.core.training_data.sources import SOURCE_BY_NAME, file_problem
+from redprior.core.structure_set.sources import SOURCE_BY_NAME, file_problem
 from redprior.core.io.shipped import DEMO_MODEL
 
 HAVE_TM = have_tmtools()

@@ -13,6 +13,7 @@ import numpy as np
 from redprior.core.geometry import rotations as angles
 from redprior.core.fourier import filters as fourier
 from redprior.core.fourier.grid import radius2
+from redprior.core.io.jsonfile import read_json, write_json
 from redprior.core.validation import report
 from redprior.core.validation import metrics as validation
 from redprior.core.fourier.fsc import fsc
@@ -441,8 +442,8 @@ class TestPoseErrorsAndReport(unittest.TestCase):
         tmp = tempfile.mkdtemp()
         try:
             path = os.path.join(tmp, 'validation.json')
-            validation.save_json(res, path)
-            back = validation.load_json(path)
+            write_json(path, res)
+            back = read_json(path)
             self.assertEqual(back['curves']['half_corrected']['resolution']['0.143']['shell'],
                              res['curves']['half_corrected']['resolution']['0.143']['shell'])
             paths = report.write_report(back, tmp, info={'test': 'report'})

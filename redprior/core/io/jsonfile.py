@@ -1,7 +1,10 @@
 """JSON files the plugin writes and reads back (results, metadata, logs of a run)."""
 import json
 import os
-import tempfile
+
+import numpy as np
+
+from .atomic import atomic_path
 
 
 class JsonFileError(ValueError):
@@ -23,18 +26,24 @@ def read_json(path, default=None):
                             "that wrote it, or delete it and run that step again.") from exc
 
 
+def to_jsonable(obj):
+    """Nested dicts/lists with numpy arrays and scalars -> JSON-compatible (inf, NaN -> None)."""
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return to_jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj
+
+
 def write_json(path, obj, indent=1):
-    """Write `obj` atomically (a reader never sees half a file), with the user's umask."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp_", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(obj, fh, indent=indent)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """Write `obj` (numpy allowed, see to_jsonable) atomically with the user's umask: a reader
+    never sees half a file."""
+    with atomic_path(path, suffix=".json") as tmp:
+        with open(tmp, "w") as fh:
+            json.dump(to_jsonable(obj), fh, indent=indent)

@@ -1,9 +1,10 @@
 """MRC input/output with the checks a refinement needs (unreadable file, NaN, wrong shape)."""
 import os
-import tempfile
 
 import mrcfile
 import numpy as np
+
+from .atomic import atomic_path
 
 
 class MapError(ValueError):
@@ -17,6 +18,7 @@ def read_map(path, allow_nonfinite=False):
     try:
         # permissive=True so that a header quirk still gives us data; we validate below.
         with mrcfile.open(path, permissive=True) as mrc:
+            _check_header(path, mrc)
             if mrc.data is None:
                 raise MapError(f"{path} is not a readable MRC file (no data block). "
                                "Re-export the map as MRC (mode 2, float32).")
@@ -34,24 +36,38 @@ def read_map(path, allow_nonfinite=False):
     return data, pixel
 
 
+def _check_header(path, mrc):
+    """The header must describe the file: its sizes and mode must account for every byte."""
+    from mrcfile.utils import dtype_from_mode
+
+    h = mrc.header
+    if h is None:
+        return  # not an MRC header at all: reported as unreadable by the caller
+    try:
+        itemsize = dtype_from_mode(h.mode).itemsize
+    except ValueError as exc:
+        raise MapError(f"{path}: unknown MRC mode {int(h.mode)} ({exc}). Re-export the map as "
+                       "MRC (mode 2, float32).") from exc
+    nx, ny, nz = int(h.nx), int(h.ny), int(h.nz)
+    expected = 1024 + int(h.nsymbt) + nx * ny * nz * itemsize
+    actual = os.path.getsize(path)
+    if actual != expected:
+        raise MapError(f"{path}: the header says {nx} x {ny} x {nz} voxels of mode {int(h.mode)} "
+                       f"({expected} bytes with the header) but the file has {actual} bytes: "
+                       "it is truncated or its header is wrong. Re-export the map as MRC.")
+
+
 def write_map(path, data, pixel_size=0.0):
     """Write float32 data atomically: a temporary file in the same folder, then rename.
 
     RELION reads the result as soon as the hook returns, and both halves write at the
     same time, so a half-written file must never be visible under the final name.
     """
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(suffix=".mrc", dir=folder, prefix=".tmp_")
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".mrc") as tmp:
         with mrcfile.new(tmp, overwrite=True) as mrc:
             mrc.set_data(np.ascontiguousarray(data, dtype=np.float32))
             if pixel_size:
                 mrc.voxel_size = float(pixel_size)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def check_cube(data, path=""):

@@ -9,7 +9,6 @@ intermediate files unless --keep. Any failure exits non-zero with a readable mes
 stops RELION: the prior is never dropped silently.
 """
 import argparse
-import json
 import os
 import shlex
 import sys
@@ -17,15 +16,16 @@ import time
 
 import numpy as np
 
+from redprior.core.denoiser.worker import REPLY_TIMEOUT
 from redprior.core.fourier.fsc import read_resolution
+from redprior.core.relion.contract import (ContractError, cleanup, load_fourier, read_job,
+                                           write_result)
+from redprior.core.relion.reconstruct import Reconstructor
 
 from . import schedule
 from .history import append_log
 from .settings import PriorSettings, prior_problems
-from redprior.core.relion.contract import ContractError, cleanup, load_fourier, read_job, write_result
-from redprior.core.relion.reconstruct import Reconstructor
 from .update import red_update, unregularised_map
-
 
 
 def build_parser():
@@ -38,8 +38,10 @@ def build_parser():
                         "the model's per-shell table at that resolution (see core.prior.schedule)")
     p.add_argument("--lambda", dest="lam", type=float, default=1.0,
                    help="RED lambda (red mode), or its maximum (cwred mode)")
-    p.add_argument("--cw-low", type=float, default=schedule.CW_LOW_DEFAULT, help="CW-RED: lambda 0 worse than this (A)")
-    p.add_argument("--cw-high", type=float, default=schedule.CW_HIGH_DEFAULT, help="CW-RED: lambda 1 better than this (A)")
+    p.add_argument("--cw-low", type=float, default=schedule.CW_LOW_DEFAULT,
+                   help="CW-RED: lambda 0 worse than this (A)")
+    p.add_argument("--cw-high", type=float, default=schedule.CW_HIGH_DEFAULT,
+                   help="CW-RED: lambda 1 better than this (A)")
     p.add_argument("--fsc-threshold", type=float, default=0.143)
     p.add_argument("--model", help="denoiser .keras file (with its .json metadata)")
     p.add_argument("--angpix", type=float, default=0.0, help="pixel size of the maps (A)")
@@ -49,6 +51,9 @@ def build_parser():
     p.add_argument("--log", help="append one line per call to this file")
     p.add_argument("--worker", help="socket of a running denoiser worker (redprior_worker); "
                                     "without one the model is loaded in this process")
+    p.add_argument("--worker-timeout", type=float, default=REPLY_TIMEOUT,
+                   help="seconds to wait for the worker's answer before loading the model "
+                        "in this process (default %(default)g)")
     p.add_argument("--record", help="also save x~ = B/K (real space) and the FSC here")
     p.add_argument("--keep", action="store_true", help="keep RELION's B/K files")
     p.add_argument("--o", dest="output", help="write the map here instead of rlnExtReconsResult")
@@ -102,6 +107,17 @@ def run(args):
     if not (np.all(np.isfinite(b)) and np.all(np.isfinite(k))):
         raise ContractError(f"RELION's data for {args.star} contain NaN or infinite values.")
     angpix = args.angpix if args.angpix > 0 else 1.0
+    if job.fsc is None:
+        if args.mode in (schedule.CWRED, schedule.CWRED_SHELL):
+            raise ContractError(f"{args.star} has no rlnGoldStandardFsc column, so the "
+                                f"{args.mode} lambda cannot be computed (RELION's auto-refine "
+                                "with split halves always writes it).")
+        job.fsc = np.zeros(job.ori_size // 2 + 1)  # gaussian / red: the log's resolution only
+    fsc_warning = None
+    if not np.all(np.isfinite(job.fsc)):
+        fsc_warning = (f"the FSC in {os.path.basename(args.star)} has "
+                       f"{int(np.sum(~np.isfinite(job.fsc)))} NaN values: no confidence, "
+                       "lambda 0 for CW-RED")
     # the schedule's resolution: RELION's gold-standard FSC of this iteration, read by the
     # one rule (core.fourier.fsc); "never crosses" counts as Nyquist, "below from the first
     # shell" (or an FSC of NaNs) as no confidence (lambda 0)
@@ -130,17 +146,20 @@ def run(args):
     if not np.all(np.isfinite(vol)):
         raise ContractError(f"The reconstruction of {args.star} has NaN or infinite values.")
     write_result(job, vol, args.angpix)
-    if not args.keep:
-        cleanup(job)
     rec = {"iteration": job.iteration, "half": job.half, "resolution": _finite(resolution),
            "resolution_text": fsc_res.text,
            "lambda": lam, "mode": args.mode, "current_size": job.current_size,
            "pad": job.pad, "seconds": round(time.time() - t0, 3), "denoiser": where,
            "star": os.path.basename(args.star)}
+    if fsc_warning:
+        rec["warning"] = fsc_warning
+        print(f"redprior_exrecon: WARNING: {fsc_warning}", flush=True)
     if shell is not None:
         rec["lambda_scalar"] = lam_scalar
         rec["lambda_shell"] = [round(float(v), 4) for v in shell[:job.r_max + 1]]
     append_log(args.log, rec)
+    if not args.keep:  # RELION's inputs go only when everything else has succeeded
+        cleanup(job)
     # RELION runs us with its own stdout, so this line lands live in the protocol's log.
     detail = ""
     if shell is not None:
@@ -172,9 +191,13 @@ def _denoise(args, x_tilde):
     if args.worker:
         from redprior.core.denoiser.worker import denoise_remote
         try:
-            return denoise_remote(args.worker, x_tilde, args.angpix), "worker"
-        except ConnectionError as exc:
-            print(f"redprior_exrecon: {exc}; loading the model in this process", file=sys.stderr)
+            return denoise_remote(args.worker, x_tilde, args.angpix,
+                                  args.worker_timeout), "worker"
+        except ConnectionError as exc:  # WorkerUnavailable: gone, stopped or too slow
+            print(f"redprior_exrecon: {exc}; loading the model in this process (same prior, "
+                  "slower)", flush=True)
+            from redprior.core.denoiser.model import Denoiser
+            return Denoiser(args.model)(x_tilde, args.angpix), f"in-process ({exc})"
     from redprior.core.denoiser.model import Denoiser  # TensorFlow only when it is needed
 
     return Denoiser(args.model)(x_tilde, args.angpix), "in-process"
@@ -185,14 +208,15 @@ def _finite(x):
 
 
 def _record(folder, job, x_tilde, angpix, resolution):
+    from redprior.core.io.jsonfile import write_json
     from redprior.core.io.mrc import write_map
 
     os.makedirs(folder, exist_ok=True)
     root = os.path.join(folder, f"it{job.iteration:03d}_half{job.half}")
     write_map(root + "_unreg.mrc", x_tilde, angpix)
-    with open(root + "_fsc.json", "w") as fh:
-        json.dump({"fsc": list(map(float, job.fsc)), "resolution": _finite(resolution),
-                   "ori_size": job.ori_size, "pixel_size": angpix}, fh)
+    write_json(root + "_fsc.json", {"fsc": list(map(float, job.fsc)),
+                                    "resolution": _finite(resolution),
+                                    "ori_size": job.ori_size, "pixel_size": angpix})
 
 
 def main(argv=None):

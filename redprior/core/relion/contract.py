@@ -86,7 +86,17 @@ def parse_iteration(star):
     return it, half
 
 
+GENERAL_LABELS = ("rlnExtReconsDataReal", "rlnExtReconsDataImag", "rlnExtReconsWeight",
+                  "rlnExtReconsResult", "rlnExtReconsResultStarfile", "rlnTau2FudgeFactor",
+                  "rlnPaddingFactor", "rlnOriginalImageSize", "rlnCurrentImageSize",
+                  "rlnReferenceDimensionality")
+
+
 def read_job(star):
+    """The ExternalJob of one call, checked against what RELION must have written.
+
+    fsc is None when the STAR has no rlnGoldStandardFsc column (the caller decides whether
+    its schedule needs it)."""
     if not star.endswith(".star"):
         raise ContractError(f"Expected RELION's external-reconstruct STAR file, got '{star}'.")
     if not os.path.exists(star):
@@ -97,30 +107,46 @@ def read_job(star):
         tt = Table(fileName=star, tableName="external_reconstruct_tau2")
     except Exception as exc:
         raise ContractError(f"Cannot read the external-reconstruct blocks of {star}: {exc}") from exc
+    missing = [label for label in GENERAL_LABELS if not gen.hasColumn(label)]
+    if missing or not tt.hasColumn("rlnReferenceTau2"):
+        missing += [] if tt.hasColumn("rlnReferenceTau2") else ["rlnReferenceTau2"]
+        raise ContractError(f"{star} lacks {', '.join(missing)}: it is not a STAR file that "
+                            "relion_refine --external_reconstruct wrote (or it was cut short).")
     tau2 = np.asarray(tt.getColumnValues("rlnReferenceTau2"), dtype=np.float64)
+    fsc = None
     if tt.hasColumn("rlnGoldStandardFsc"):
         fsc = np.asarray(tt.getColumnValues("rlnGoldStandardFsc"), dtype=np.float64)
-    else:
-        fsc = np.zeros_like(tau2)
     if len(tau2) == 0:
         raise ContractError(f"{star} has an empty tau2 table. (relion_reconstruct 3.1.3 writes such "
                             "files; use relion_refine --external_reconstruct instead.)")
+    if not np.all(np.isfinite(tau2)) or np.any(tau2 < 0):
+        raise ContractError(f"{star}: tau2 must be finite and >= 0 (a signal power); found "
+                            f"{int(np.sum(~np.isfinite(tau2) | (tau2 < 0)))} bad values.")
     it, half = parse_iteration(star)
-    job = ExternalJob(
-        star=star,
-        data_real=_resolve(row.rlnExtReconsDataReal, star),
-        data_imag=_resolve(row.rlnExtReconsDataImag, star),
-        weight=_resolve(row.rlnExtReconsWeight, star),
-        result=row.rlnExtReconsResult,
-        result_star=row.rlnExtReconsResultStarfile,
-        fudge=float(row.rlnTau2FudgeFactor),
-        pad=float(row.rlnPaddingFactor),
-        ori_size=int(row.rlnOriginalImageSize),
-        current_size=int(row.rlnCurrentImageSize),
-        dimensionality=int(row.rlnReferenceDimensionality),
-        tau2=tau2, fsc=fsc, iteration=it, half=half)
+    try:
+        job = ExternalJob(
+            star=star,
+            data_real=_resolve(row.rlnExtReconsDataReal, star),
+            data_imag=_resolve(row.rlnExtReconsDataImag, star),
+            weight=_resolve(row.rlnExtReconsWeight, star),
+            result=row.rlnExtReconsResult,
+            result_star=row.rlnExtReconsResultStarfile,
+            fudge=float(row.rlnTau2FudgeFactor),
+            pad=float(row.rlnPaddingFactor),
+            ori_size=int(row.rlnOriginalImageSize),
+            current_size=int(row.rlnCurrentImageSize),
+            dimensionality=int(row.rlnReferenceDimensionality),
+            tau2=tau2, fsc=fsc, iteration=it, half=half)
+    except (TypeError, ValueError) as exc:
+        raise ContractError(f"{star}: unreadable value in the general block ({exc}).") from exc
     if job.dimensionality != 3:
         raise ContractError(f"{star}: only 3D references are supported (got {job.dimensionality}D).")
+    if not 0 < job.current_size <= job.ori_size or job.ori_size < 2:
+        raise ContractError(f"{star}: current image size {job.current_size} must be between 1 "
+                            f"and the box ({job.ori_size}).")
+    if not (job.pad >= 1 and np.isfinite(job.fudge) and job.fudge > 0):
+        raise ContractError(f"{star}: padding {job.pad:g} must be >= 1 and the tau2 fudge "
+                            f"{job.fudge:g} > 0.")
     return job
 
 

@@ -167,3 +167,20 @@ def nyquist_sphere(vol):
     ft = rfft_centred(np.asarray(vol, dtype=np.float64))
     ft[radius2(n) > (n / 2.0) ** 2] = 0
     return np.ascontiguousarray(irfft_centred(ft, n), dtype=np.float32)
+
+
+def fit_problems(path, box, pixel_size):
+    """[message] when the model at `path` does not fit a box of `box` px at `pixel_size`."""
+    try:
+        summary = structure_summary(read_structure(path))
+    except ValueError as exc:
+        return [str(exc)]
+    radius = summary["max_radius_A"]
+    need = min_box_for(radius, pixel_size)
+    if box >= need:
+        return []
+    # inverse of min_box_for: the pixel size at which this box would be enough
+    min_pixel = (radius + FIT_MARGIN_A) / (box / 2.0 - 1.0)
+    return [f"The atomic model does not fit in a box of {box} px at {pixel_size:g} A/px: its "
+            f"atoms reach {radius:.1f} A from the centre of mass. Use a box of at least "
+            f"{need} px (or a pixel size of at least {min_pixel:.2f} A)."]

@@ -10,8 +10,8 @@ import re
 
 import numpy as np
 
-from redprior.core.training_data.manifest import TrainingChain
-from redprior.core.training_data.reserved import check_not_reserved
+from redprior.core.structure_set.manifest import TrainingChain
+from redprior.core.structure_set.reserved import check_not_reserved
 
 _MODEL_OR_MAP = re.compile(r'\.(pdb|cif|ent|mrc|map)(\.gz)?$', re.I)
 

@@ -16,7 +16,7 @@ Each returns a `Pair` (this module) that unpacks as (x, target, fsc, resolution)
 .seconds (its cost) and .mode. store.PairStore keeps pairs on disk, one small .npz each, and
 streams them back; costs sums up what they cost.
 
-Pure numpy (+ finufft through core.simulation.particles); TensorFlow only in PairStore.tf_dataset.
+Pure numpy (+ finufft through core.simulation.particles).
 """
 import numpy as np
 

@@ -1,21 +1,22 @@
 """The on-disk store of training pairs (PairStore) and the merge of per-structure stores.
 
-Pure numpy; TensorFlow only in PairStore.tf_dataset.
+Pure numpy.
 """
 import glob
 import json
 import os
 import shutil
-import tempfile
 
 import numpy as np
+
+from redprior.core.io.atomic import atomic_path
 
 
 class PairStore:
     """A folder of training pairs: pair_NNNNNN.npz (x, target, fsc, resolution, structure,
     pixel_size, mode) plus manifest.json (box, pixel size and one small entry per pair).
 
-    Pairs are read back one at a time (iter_pairs, batches in core.denoiser.training, tf_dataset), so
+    Pairs are read back one at a time (iter_pairs, batches in core.denoiser.training), so
     training never holds the whole set in memory. All pairs of a store share box and pixel
     size (the denoiser is trained at one of each). The manifest is rewritten every
     `flush_every` additions and on close(); pairs written after the last flush (a crash) are
@@ -80,12 +81,12 @@ class PairStore:
             idx += 1
             name = f"pair_{idx:06d}.npz"
         res = float(resolution) if np.isfinite(resolution) else float("inf")
-        fd, tmp = tempfile.mkstemp(suffix=".npz", dir=self.folder, prefix=".tmp_")
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, x=x, target=np.asarray(target, dtype=np.float32),
-                     fsc=np.asarray(fsc, dtype=np.float32), resolution=res,
-                     structure=str(structure), pixel_size=float(pixel_size), mode=str(mode))
-        os.replace(tmp, os.path.join(self.folder, name))
+        with atomic_path(os.path.join(self.folder, name), suffix=".npz") as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, x=x, target=np.asarray(target, dtype=np.float32),
+                         fsc=np.asarray(fsc, dtype=np.float32), resolution=res,
+                         structure=str(structure), pixel_size=float(pixel_size),
+                         mode=str(mode))
         self.entries.append(dict(file=name, structure=str(structure), resolution=res,
                                  mode=str(mode), pixel_size=float(pixel_size)))
         self._dirty += 1
@@ -100,10 +101,9 @@ class PairStore:
     def flush(self):
         man = dict(version=1, box=self.box, pixel_size=self.pixel_size, pairs=self.entries)
         path = os.path.join(self.folder, self.MANIFEST)
-        fd, tmp = tempfile.mkstemp(suffix=".json", dir=self.folder, prefix=".tmp_")
-        with os.fdopen(fd, "w") as fh:
-            json.dump(man, fh, allow_nan=True)
-        os.replace(tmp, path)
+        with atomic_path(path, suffix=".json") as tmp:
+            with open(tmp, "w") as fh:
+                json.dump(man, fh, allow_nan=True)
         self._dirty = 0
 
     close = flush
@@ -129,20 +129,6 @@ class PairStore:
             idx = np.random.default_rng(seed).permutation(idx)
         for i in idx:
             yield self.load(int(i))
-
-    def tf_dataset(self, indices=None, shuffle=True, seed=0):
-        """tf.data.Dataset of (x, target) float32 (n, n, n, 1), streamed from disk."""
-        import tensorflow as tf
-
-        n = self.box
-        idx = np.arange(len(self)) if indices is None else np.asarray(indices)
-
-        def gen():
-            for p in self.iter_pairs(idx, shuffle=shuffle, seed=seed):
-                yield p["x"][..., None], p["target"][..., None]
-
-        spec = tf.TensorSpec((n, n, n, 1), tf.float32)
-        return tf.data.Dataset.from_generator(gen, output_signature=(spec, spec))
 
 
 def merge_stores(folders, folder):

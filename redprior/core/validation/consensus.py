@@ -238,6 +238,10 @@ def consensus(sets, angle_tol=DEFAULT_ANGLE_TOL, shift_tol=DEFAULT_SHIFT_TOL,
         names = [f'{k + 1}: {nm}' for k, nm in enumerate(names)]
     diffs = pairwise_differences(sets, symmetry)
     ids = diffs['ids']
+    if len(ids) == 0:
+        raise ValueError("The particle sets have no particle id in common, so no particle can be "
+                         "compared: give refinements of the same particles (e.g. the outputs "
+                         "of refinements started from one particle set).")
     pair_agree = diffs['angle'] <= angle_tol
     if shift_tol is not None and shift_tol > 0:
         pair_agree &= diffs['shift'] <= shift_tol

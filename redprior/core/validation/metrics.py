@@ -1,7 +1,7 @@
 """Resolution and validation of a refinement: FSCs, phase randomisation, pose errors, overfitting.
 
 Pure numpy (no Scipion). Everything returns plain dicts of numbers and numpy arrays;
-to_jsonable() turns them into what json.dump accepts.
+core.io.jsonfile.write_json writes them (numpy and inf handled).
 
 Conventions:
   * FSC shells are round(|k|), 0..N/2, as RELION's getFSC (core.fourier.fsc);
@@ -11,7 +11,6 @@ Conventions:
   * the map compared with the ground truth is the average of the two unfiltered half-maps
     (the Volume's own map may already be low-pass filtered by the refinement program).
 """
-import json
 
 import numpy as np
 
@@ -331,34 +330,6 @@ def pose_errors(R_true, R_est, symmetry='C1', shifts_true_A=None, shifts_est_A=N
         err = np.hypot(d[:, 0], d[:, 1])
         out.update(shift_errors=err, shift=angles.error_percentiles(err, percentiles))
     return out
-
-
-# ---------------------------------------------------------------------------------------
-# Serialisation
-# ---------------------------------------------------------------------------------------
-def to_jsonable(obj):
-    """Nested dicts/lists with numpy arrays and scalars -> JSON-compatible (inf -> None)."""
-    if isinstance(obj, dict):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return to_jsonable(obj.tolist())
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None
-    return obj
-
-
-def save_json(results, path):
-    with open(path, 'w') as fh:
-        json.dump(to_jsonable(results), fh, indent=1)
-
-
-def load_json(path):
-    with open(path) as fh:
-        return json.load(fh)
 
 
 # ---------------------------------------------------------------------------------------

@@ -13,15 +13,15 @@ guard itself is in `reserved` (`check_not_reserved`).
 Pure numpy + gemmi + biopython; TM-scores need the optional package tmtools (extra
 "training").
 """
-from redprior.core.training_data.chains import (
+from redprior.core.structure_set.chains import (
     chain_problem, chains_of_structure, deduplicate, read_model)
-from redprior.core.training_data.manifest import MANIFEST, MANIFEST_VERSION, write_manifest
-from redprior.core.training_data.reserved import (
+from redprior.core.structure_set.manifest import MANIFEST, MANIFEST_VERSION, write_manifest
+from redprior.core.structure_set.reserved import (
     RESERVED_ENTRIES, load_reserved, reserved_manifest_records, reserved_match, tm_score)
-from redprior.core.training_data.rule import (
+from redprior.core.structure_set.rule import (
     COPY_MARGIN, DEDUP_IDENTITY, MAX_GAP_RESIDUES, MAX_KDA, MAX_MISSING_FRACTION,
     MAX_RESOLUTION_A, MIN_KDA, MIN_STANDARD_FRACTION, TM_THRESHOLD)
-from redprior.core.training_data.sources import SOURCES, file_problem, scan_sources
+from redprior.core.structure_set.sources import SOURCES, file_problem, scan_sources
 
 
 def build_manifest(out_json=MANIFEST, sources=SOURCES, progress=None):

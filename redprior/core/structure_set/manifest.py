@@ -9,8 +9,8 @@ import os
 from dataclasses import dataclass
 
 from redprior.core.io.shipped import TRAINING_MANIFEST
-from redprior.core.training_data.chains import candidate_chains, read_model
-from redprior.core.training_data.sources import SOURCE_BY_NAME
+from redprior.core.structure_set.chains import candidate_chains, read_model
+from redprior.core.structure_set.sources import SOURCE_BY_NAME
 
 log = logging.getLogger(__name__)
 

@@ -15,10 +15,10 @@ import gemmi
 import numpy as np
 
 from redprior.core.simulation.structure import clean_structure
-from redprior.core.training_data.rule import (
+from redprior.core.structure_set.rule import (
     DEDUP_IDENTITY, MAX_GAP_RESIDUES, MAX_KDA, MAX_MISSING_FRACTION, MIN_KDA,
     MIN_STANDARD_FRACTION, MIN_TM_RESIDUES)
-from redprior.core.training_data.sources import MODEL_FILE
+from redprior.core.structure_set.sources import MODEL_FILE
 
 
 @dataclass

@@ -16,13 +16,13 @@ import numpy as np
 
 from redprior.core.io.shipped import DEMO_MODEL
 from redprior.core.simulation.structure import clean_structure
-from redprior.core.training_data.chains import (
+from redprior.core.structure_set.chains import (
     _entry_id, _method, candidate_chains, chains_of_structure, read_model, sequence_hash,
     sequence_identity)
-from redprior.core.training_data.manifest import MANIFEST, load_manifest
-from redprior.core.training_data.rule import (
+from redprior.core.structure_set.manifest import MANIFEST, load_manifest
+from redprior.core.structure_set.rule import (
     COPY_MARGIN, DEDUP_IDENTITY, MIN_TM_RESIDUES, TM_THRESHOLD)
-from redprior.core.training_data.sources import SOURCE_BY_NAME
+from redprior.core.structure_set.sources import SOURCE_BY_NAME
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
-from redprior.core.training_data.rule import MAX_RESOLUTION_A
+from redprior.core.structure_set.rule import MAX_RESOLUTION_A
 
 
 @dataclass(frozen=True)

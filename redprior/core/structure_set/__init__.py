@@ -1,0 +1,1 @@
+"""The training structure set (offline sources, selection rule, manifest) and the reserved-structure guard."""
