@@ -69,8 +69,8 @@ def setup_environment(root=None):
     env.setdefault("NO_COLOR", "1")              # plain error messages, no ANSI codes
     env.setdefault("MPLBACKEND", "Agg")          # no display needed
 
-    if "RELION_HOME" not in env and os.path.exists("/usr/bin/relion_refine"):
-        env["RELION_HOME"] = "/usr"              # Debian's relion package
+    # RELION_HOME is left as it is: setting it would also point scipion-em-relion at
+    # whatever RELION we chose. redprior finds RELION as scipion-em-relion does, then on PATH.
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         # OpenMPI refuses to start as root (containers, CI) without these.
         env.setdefault("OMPI_ALLOW_RUN_AS_ROOT", "1")
@@ -91,10 +91,19 @@ def export_lines(values):
     return "\n".join(f"export {k}={shlex.quote(v)}" for k, v in values.items())
 
 
+def user_root():
+    """Where the demo keeps its Scipion data: $REDPRIOR_SCIPION_ROOT or ./.redprior_scipion.
+
+    `redprior_demo` and `python -m redprior_env` (for the GUI and `scipion3 test`) use the
+    same one, so the GUI opened from the same folder lists the demo's project."""
+    return os.environ.get("REDPRIOR_SCIPION_ROOT") or os.path.join(os.getcwd(),
+                                                                    ".redprior_scipion")
+
+
 def main(argv=None):
-    """`eval "$(python -m redprior_env)"` sets the same environment in a shell."""
+    """`eval "$(python -m redprior_env)"` sets the demo's environment in a shell."""
     argv = sys.argv[1:] if argv is None else argv
-    values = setup_environment(argv[0] if argv else None)
+    values = setup_environment(argv[0] if argv else user_root())
     # `scipion test` also needs the venv's bin on PATH (it runs `python` from PATH).
     bindir = os.path.dirname(sys.executable)
     if bindir not in os.environ.get("PATH", "").split(os.pathsep):
@@ -108,8 +117,7 @@ if __name__ == "__main__":
 
 def demo_main(argv=None):
     """`redprior_demo`: set up Scipion's environment, then run the demo workflow."""
-    setup_environment(os.environ.get("REDPRIOR_SCIPION_ROOT") or
-                      os.path.join(os.getcwd(), ".redprior_scipion"))
+    setup_environment(user_root())
     from redprior.demo import main as run_demo
 
     return run_demo(argv)

@@ -21,6 +21,7 @@ CORE_ONLY = os.environ.get('REDPRIOR_CORE_ONLY', '') not in ('', '0')
 
 if not CORE_ONLY:
     import pwem
+    import pyworkflow as pw
     import pyworkflow.utils as pwutils
 
     from .constants import (RELION_HOME, RELION_REFINE, RELION_REFINE_MPI,
@@ -45,13 +46,25 @@ if not CORE_ONLY:
         # ---------------------------------------------------------------- RELION
         @classmethod
         def _relionHomeFromEnv(cls):
+            """RELION's home as scipion-em-relion finds it: $RELION_HOME (a relative path, as
+            `scipion config` writes, is relative to SCIPION_HOME, like pwem's own variables),
+            else the folder where Scipion's installer puts RELION (EM_ROOT/relion-5.0) if RELION
+            is there; None to look on PATH."""
             home = os.environ.get(RELION_HOME, '').strip()
-            return os.path.abspath(os.path.expanduser(home)) if home else None
+            if home:
+                home = os.path.expanduser(home)
+                if not os.path.isabs(home):
+                    home = os.path.join(pw.Config.SCIPION_HOME, home)
+                return os.path.abspath(home)
+            installed = os.path.join(pw.Config.SCIPION_HOME, pwem.Config.EM_ROOT, 'relion-5.0')
+            if os.path.isfile(os.path.join(installed, 'bin', RELION_REFINE_MPI)):
+                return os.path.abspath(installed)
+            return None
 
         @classmethod
         def getRelionHome(cls):
-            """RELION's home folder: $RELION_HOME if set, else the parent of the folder holding
-            relion_refine_mpi on PATH; None when RELION is not found."""
+            """RELION's home folder (see _relionHomeFromEnv), else the parent of the folder
+            holding relion_refine_mpi on PATH; None when RELION is not found."""
             home = cls._relionHomeFromEnv()
             if home:
                 return home

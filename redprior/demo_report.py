@@ -46,7 +46,7 @@ def refinement_entry(label, refine, validate):
         'validation': {'overestimation': v['overestimation']['verdict'],
                        'angular_error_deg': poses.get('angular', {}),
                        'shift_error_A': poses.get('shift', {}),
-                       'report': validate.getReportPath()},
+                       'report': os.path.abspath(validate.getReportPath())},
         '_curves': {'frequencies': v['frequencies'], 'half': curves['half_corrected']['fsc'],
                     'truth': gt['fsc']},
     }
@@ -69,7 +69,8 @@ def consensus_entry(prot):
         return {}
     s = (prot.getResults() or {}).get('summary', {})
     keep = ('engines', 'n_common', 'n_agree', 'n_disagree', 'fraction_agree', 'pairs')
-    return {**{k: s[k] for k in keep if k in s}, 'report': prot.getReportPath()}
+    return {**{k: s[k] for k in keep if k in s},
+            'report': os.path.abspath(prot.getReportPath())}
 
 
 # ---- figures -------------------------------------------------------------------------------

@@ -61,7 +61,7 @@ class ProtRedPriorConsensus(EMProtocol):
                       help='Two engines agree on a particle when the rotation between their '
                            'poses (closest symmetry copy) is at most this.')
         form.addParam('shiftTolerance', params.FloatParam, default=3.0,
-                      label='Shift tolerance (A)',
+                      label='Shift tolerance (Å)',
                       help='... and their origins differ by at most this (in the image '
                            'plane, after the frame alignment). 0 ignores shifts.')
         form.addParam('minAgree', params.IntParam, default=0,

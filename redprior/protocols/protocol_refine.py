@@ -18,6 +18,7 @@ from pwem.protocols import ProtRefine3D
 
 from redprior.core.prior import schedule
 from redprior.protocols.protocol_base import RelionRunnerMixin
+from redprior.protocols.refine_form import HELP
 
 PRIOR_GAUSSIAN, PRIOR_RED, PRIOR_CWRED, PRIOR_CWRED_SHELL = 0, 1, 2, 3
 PRIOR_MODES = list(schedule.MODES)  # form index -> the hook's --mode
@@ -46,66 +47,51 @@ class ProtRedPriorRefine(RelionRunnerMixin, ProtRefine3D):
         form.addParam('inputParticles', params.PointerParam, pointerClass='SetOfParticles',
                       important=True, label='Input particles')
         form.addParam('referenceVolume', params.PointerParam, pointerClass='Volume',
-                      important=True, label='Initial 3D reference',
-                      help='Same box and pixel size as the particles; it is low-passed to '
-                           '"initial low-pass" by RELION.')
-        form.addParam('iniHigh', params.FloatParam, default=30.0, label='Initial low-pass (A)')
-        form.addParam('symmetry', params.StringParam, default='C1', label='Symmetry')
+                      important=True, label='Initial 3D reference', help=HELP['referenceVolume'])
+        form.addParam('iniHigh', params.FloatParam, default=30.0, label='Initial low-pass (Å)',
+                      help=HELP['iniHigh'])
+        form.addParam('symmetry', params.StringParam, default='C1', label='Symmetry',
+                      help=HELP['symmetry'])
         form.addParam('particleDiameter', params.FloatParam, default=-1,
-                      label='Mask diameter (A)',
-                      help='-1: 90% of the box.')
+                      label='Mask diameter (Å)', help=HELP['particleDiameter'])
 
         form.addSection(label='Prior')
         form.addParam('priorMode', params.EnumParam, choices=PRIOR_LABELS,
                       default=PRIOR_CWRED, display=params.EnumParam.DISPLAY_HLIST,
-                      label='Prior',
-                      help='Gaussian: RELION\'s own smooth prior (lambda = 0). RED: update (17) '
-                           'with a fixed lambda. CW-RED: lambda 0 at resolutions worse than '
-                           '"lambda 0 above", 1 better than "lambda 1 below", linear between. '
-                           'CW-RED per shell: the CW-RED lambda times the denoiser\'s per-shell '
-                           'table (from its single-pass evaluation) at the current resolution; '
-                           'needs a denoiser trained with validation structures.')
+                      label='Prior', help=HELP['priorMode'])
+        notGaussian = 'priorMode != %d' % PRIOR_GAUSSIAN
         form.addParam('denoiserModel', params.PointerParam, pointerClass='DenoiserModel',
-                      allowsNull=True, condition='priorMode != %d' % PRIOR_GAUSSIAN,
-                      label='Denoiser',
-                      help='Output of "train denoiser" (preferred over a file path below).')
-        form.addParam('denoiserFile', params.PathParam, default='',
-                      condition='priorMode != %d' % PRIOR_GAUSSIAN,
-                      label='or denoiser file (.keras)',
-                      help='A model with its .json metadata, used when no denoiser is '
-                           'selected above. Both empty: the denoiser shipped with redprior '
-                           '(redprior/data/denoiser: a U-Net trained at 2 A/px by this '
-                           'plugin\'s protocols, usable from 1 to 4 A/px; see its '
-                           'TRAINING_REPORT.md).')
-        form.addParam('redLambda', params.FloatParam, default=1.0,
-                      condition='priorMode != %d' % PRIOR_GAUSSIAN,
-                      label='Lambda (maximum)')
+                      allowsNull=True, condition=notGaussian, label='Denoiser',
+                      help=HELP['denoiserModel'])
+        form.addParam('denoiserFile', params.PathParam, default='', condition=notGaussian,
+                      label='or denoiser file (.keras)', help=HELP['denoiserFile'])
+        form.addParam('redLambda', params.FloatParam, default=1.0, condition=notGaussian,
+                      label='λ (maximum)', help=HELP['redLambda'])
         form.addParam('cwLow', params.FloatParam, default=schedule.CW_LOW_DEFAULT,
-                      condition=CW_CONDITION, label='Lambda 0 above (A)')
+                      condition=CW_CONDITION, label='λ 0 above (Å)', help=HELP['cwLow'])
         form.addParam('cwHigh', params.FloatParam, default=schedule.CW_HIGH_DEFAULT,
-                      condition=CW_CONDITION, label='Lambda 1 below (A)')
+                      condition=CW_CONDITION, label='λ 1 below (Å)', help=HELP['cwHigh'])
 
         form.addSection(label='Sampling')
-        form.addParam('healpixOrder', params.IntParam, default=1,
-                      label='Initial HEALPix order',
-                      help='1 = 15 deg; RELION\'s default 2 (7.5 deg) is several times slower '
-                           'and rarely needed for small boxes.')
-        form.addParam('autoLocalHealpixOrder', params.IntParam, default=3,
-                      label='Local searches from HEALPix order')
-        form.addParam('offsetRange', params.IntParam, default=2, label='Offset range (px)')
-        form.addParam('offsetStep', params.IntParam, default=1, label='Offset step (px)')
+        for name, label, default in (('healpixOrder', 'Initial HEALPix order', 1),
+                                     ('autoLocalHealpixOrder', 'Local searches from HEALPix '
+                                                               'order', 3),
+                                     ('offsetRange', 'Offset range (px)', 2),
+                                     ('offsetStep', 'Offset step (px)', 1)):
+            form.addParam(name, params.IntParam, default=default, label=label, help=HELP[name])
         form.addParam('padding', params.EnumParam, choices=['1', '2'], default=1,
-                      display=params.EnumParam.DISPLAY_HLIST, label='Padding factor')
+                      display=params.EnumParam.DISPLAY_HLIST, label='Padding factor',
+                      help=HELP['padding'])
         form.addParam('lowResolJoinHalves', params.FloatParam, default=40.0,
-                      label='Join halves below (A)')
-        form.addParam('randomSeed', params.IntParam, default=42, label='Random seed')
+                      label='Join halves below (Å)', help=HELP['lowResolJoinHalves'])
+        form.addParam('randomSeed', params.IntParam, default=42, label='Random seed',
+                      help=HELP['randomSeed'])
         form.addParam('keepExternalFiles', params.BooleanParam, default=False,
-                      expertLevel=params.LEVEL_ADVANCED,
-                      label='Keep RELION\'s B/K files?',
-                      help='They take 3x the padded box in float32 per half and iteration.')
+                      expertLevel=params.LEVEL_ADVANCED, label='Keep RELION\'s B/K files?',
+                      help=HELP['keepExternalFiles'])
         form.addParam('extraParams', params.StringParam, default='',
                       expertLevel=params.LEVEL_ADVANCED,
-                      label='Additional relion_refine arguments')
+                      label='Additional relion_refine arguments', help=HELP['extraParams'])
         form.addParallelSection(threads=1, mpi=3)
 
     # ------------------------------------------------------------------ steps

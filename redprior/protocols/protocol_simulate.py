@@ -54,7 +54,7 @@ class ProtRedPriorSimulate(EMProtocol):
                            'must fit in it (validation tells the minimum).')
         form.addParam('pixelSize', params.FloatParam, default=2.0,
                       condition='inputSource == %d' % C.SOURCE_ATOMSTRUCT,
-                      label='Pixel size (A)',
+                      label='Pixel size (Å)',
                       help='Nyquist resolution is twice this value.')
         form.addParam('numberOfParticles', params.IntParam, default=1000,
                       validators=[params.GE(1)], label='Number of particles')
@@ -81,9 +81,9 @@ class ProtRedPriorSimulate(EMProtocol):
                       help='Phase-flipping-free RELION CTF (defocus drawn uniformly per '
                            'particle, small astigmatism). The CTF is stored with the particles.')
         form.addParam('defocusMin', params.FloatParam, default=5000.0, condition='doCtf',
-                      label='Minimum defocus (A)')
+                      label='Minimum defocus (Å)')
         form.addParam('defocusMax', params.FloatParam, default=20000.0, condition='doCtf',
-                      label='Maximum defocus (A)')
+                      label='Maximum defocus (Å)')
         form.addParam('voltage', params.FloatParam, default=300.0, condition='doCtf',
                       label='Voltage (kV)')
         form.addParam('sphericalAberration', params.FloatParam, default=2.7,
@@ -93,11 +93,11 @@ class ProtRedPriorSimulate(EMProtocol):
 
         form.addSection(label='Other')
         form.addParam('maxShift', params.FloatParam, default=0.0, validators=[params.GE(0)],
-                      label='Maximum shift (A)',
+                      label='Maximum shift (Å)',
                       help='Particles are translated by a uniform random shift in '
                            '[-max, max] A per axis (stored as rlnOriginX/YAngst).')
         form.addParam('initialLowpass', params.FloatParam, default=30.0,
-                      label='Initial model low-pass (A)',
+                      label='Initial model low-pass (Å)',
                       help='The initial model for refinement is the ground truth low-pass '
                            'filtered to this resolution (30 A in Kimanius et al.).')
         form.addParam('seed', params.IntParam, default=0, validators=[params.GE(0)],

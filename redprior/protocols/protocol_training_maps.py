@@ -93,7 +93,7 @@ class ProtRedPriorTrainingMaps(GroundTruthInputsMixin, RelionIntermediatesMixin,
         form.addParam('boxSize', params.IntParam, default=64, condition=notMaps,
                       label='Box size (px)', help=HELP['boxSize'])
         form.addParam('pixelSize', params.FloatParam, default=2.0, condition=notMaps,
-                      label='Pixel size (A)', help=HELP['pixelSize'])
+                      label='Pixel size (Å)', help=HELP['pixelSize'])
 
     def _definePairParams(self, form):
         form.addSection(label='Pairs')
@@ -101,9 +101,9 @@ class ProtRedPriorTrainingMaps(GroundTruthInputsMixin, RelionIntermediatesMixin,
                       validators=[params.GE(0)], label='Pairs per structure',
                       help=HELP['pairsPerStructure'])
         form.addParam('resolutionBest', params.FloatParam, default=3.0,
-                      label='Best resolution (A)', help=HELP['resolutionBest'])
+                      label='Best resolution (Å)', help=HELP['resolutionBest'])
         form.addParam('resolutionWorst', params.FloatParam, default=30.0,
-                      label='Worst resolution (A)')
+                      label='Worst resolution (Å)')
         form.addParam('seed', params.IntParam, default=0, validators=[params.GE(0)],
                       label='Random seed')
         gauss = 'trainingMode == %d' % MODE_GAUSSIAN
@@ -121,7 +121,7 @@ class ProtRedPriorTrainingMaps(GroundTruthInputsMixin, RelionIntermediatesMixin,
         form.addParam('angleErrorMax', params.FloatParam, default=10.0, condition=pert,
                       label='Angular error to (deg)')
         form.addParam('shiftError', params.FloatParam, default=1.0, condition=pert,
-                      label='Shift error (A, rms)')
+                      label='Shift error (Å, rms)')
         form.addParam('bothHalves', params.BooleanParam, default=True, condition=pert,
                       label='Keep both halves?', help=HELP['bothHalves'])
 

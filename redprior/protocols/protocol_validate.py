@@ -60,7 +60,7 @@ class ProtRedPriorValidate(EMProtocol):
                       help='RELION point group (Cn, Dn, T, O, I, I1-I4) used for the angular '
                            'errors: symmetry-equivalent poses count as correct.')
         form.addParam('randomiseFrom', params.FloatParam, default=-1.0,
-                      label='Randomise phases from (A)',
+                      label='Randomise phases from (Å)',
                       help='Phase randomisation for the masked-FSC correction '
                            '(relion_postprocess). -1: from the first shell where the '
                            'unmasked half-map FSC drops below 0.8.')

@@ -36,7 +36,7 @@ class RelionIntermediatesMixin(RelionRunnerMixin):
         form.addParam('relionParticles', params.IntParam, default=2000, condition=relion,
                       label='Particles per simulated set')
         form.addParam('iniHigh', params.FloatParam, default=30.0, condition=relion,
-                      label='Initial low-pass (A)')
+                      label='Initial low-pass (Å)')
         form.addParam('healpixOrder', params.IntParam, default=1, condition=relion,
                       label='Initial HEALPix order')
         form.addParam('keepExternalFiles', params.BooleanParam, default=False,

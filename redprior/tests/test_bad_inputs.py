@@ -21,7 +21,6 @@ from redprior.core.denoiser.model import DenoiserError, read_metadata, write_bui
 from redprior.core.denoiser.worker import WorkerUnavailable, denoise_remote, ready_file, stop
 from redprior.core.io.jsonfile import JsonFileError, read_json, write_json
 from redprior.core.io.mrc import MapError, read_map, write_map
-from redprior.core.prior.exrecon import main as exrecon
 from redprior.core.prior.history import read_log
 from redprior.core.prior.settings import PriorSettings, prior_problems
 from redprior.core.simulation.limits import simulation_problems

@@ -5,6 +5,7 @@ Scipion's environment) or, after `eval "$(python -m redprior_env)"`, with
 `scipion test redprior.tests.test_protocol_simulate`.
 """
 import os
+import shutil
 import stat
 import tempfile
 import unittest
@@ -88,6 +89,29 @@ class TestRedPriorPlugin(unittest.TestCase):
                                 for e in errors), errors)
         # and the real environment is intact afterwards
         self.assertEqual(redprior.Plugin.validateInstallation(), [])
+
+    def test_relative_relion_home_is_found_like_scipion_em_relion(self):
+        # `scipion config` writes RELION_HOME relative to SCIPION_HOME (software/em/...)
+        import subprocess
+        import sys
+        from pyworkflow import Config
+        rel = os.path.join('software', 'em', 'relion-test-%d' % os.getpid())
+        home = os.path.join(Config.SCIPION_HOME, rel)
+        os.makedirs(os.path.join(home, 'bin'))
+        try:
+            real = shutil.which('relion_refine_mpi')
+            os.symlink(real, os.path.join(home, 'bin', 'relion_refine_mpi'))
+            code = ("import pwem, redprior, relion; pwem.Domain.getPlugins(); "
+                    "print(redprior.Plugin.getRelionProgram('relion_refine_mpi')); "
+                    "print(relion.Plugin.getHome('bin', 'relion_refine_mpi'))")
+            out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                                 timeout=300, cwd=tempfile.gettempdir(),
+                                 env=dict(os.environ, RELION_HOME=rel))
+            ours, theirs = out.stdout.split()[-2:]
+            expected = os.path.join(home, 'bin', 'relion_refine_mpi')
+            self.assertEqual((ours, theirs), (expected, expected), out.stderr[-2000:])
+        finally:
+            shutil.rmtree(home)
 
     def test_relion_home_version_and_environ(self):
         with tempfile.TemporaryDirectory() as home:

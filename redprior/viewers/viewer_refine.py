@@ -10,6 +10,7 @@ import pyworkflow.protocol.params as params
 from pyworkflow.viewer import DESKTOP_TKINTER, WEB_DJANGO, ProtocolViewer
 
 from redprior.protocols.protocol_refine import ProtRedPriorRefine
+from redprior.viewers.figure_view import FigureView
 
 
 def iteration_table(extraPath):
@@ -40,14 +41,9 @@ class RedPriorRefineViewer(ProtocolViewer):
         form.addParam('showSlices', params.LabelParam, label='Central slices of the maps')
 
     def _getVisualizeDict(self):
-        return {'showFscIterations': lambda p: [self._show(self.plotFscIterations())],
-                'showHistory': lambda p: [self._show(self.plotHistory())],
-                'showSlices': lambda p: [self._show(self.plotSlices())]}
-
-    def _show(self, fig):
-        import matplotlib.pyplot as plt
-        plt.show()
-        return fig
+        return {'showFscIterations': lambda p: [FigureView(self.plotFscIterations())],
+                'showHistory': lambda p: [FigureView(self.plotHistory())],
+                'showSlices': lambda p: [FigureView(self.plotSlices())]}
 
     # -- figures (matplotlib Figure objects)
     def _figure(self, *args, **kwargs):
@@ -63,7 +59,7 @@ class RedPriorRefineViewer(ProtocolViewer):
             ax.plot(freq, curve, color=cmap(i / max(1, len(rows) - 1)), lw=1,
                     label='it %d (%.1f A)' % (it, res))
         ax.axhline(0.143, color='grey', lw=0.5)
-        ax.set_xlabel('spatial frequency (1/A)')
+        ax.set_xlabel('spatial frequency (1/Å)')
         ax.set_ylabel('gold-standard FSC')
         ax.set_title(self.protocol.getObjLabel())
         if rows:
@@ -75,9 +71,9 @@ class RedPriorRefineViewer(ProtocolViewer):
         from redprior.core.prior.history import read_log
         fig, ax = self._figure(figsize=(7, 4))
         rows = iteration_table(self.protocol._getExtraPath())
-        ax.plot([r[0] for r in rows], [r[1] for r in rows], 'o-', label='RELION resolution (A)')
+        ax.plot([r[0] for r in rows], [r[1] for r in rows], 'o-', label='RELION resolution (Å)')
         ax.set_xlabel('iteration')
-        ax.set_ylabel('resolution (A)')
+        ax.set_ylabel('resolution (Å)')
         ax2 = ax.twinx()
         log = [r for r in read_log(self.protocol.getExreconLog()) if 'error' not in r]
         its = sorted({r['iteration'] for r in log})

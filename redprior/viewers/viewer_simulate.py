@@ -150,7 +150,7 @@ class RedPriorSimulateViewer(ProtocolViewer):
         freq, ssnr = self.spectralSnr(info)
         ax2 = plotter.createSubPlot('Spectral SNR (first %d particles)'
                                     % min(SNR_SPECTRUM_PARTICLES, info['particles']),
-                                    'resolution (1/A)', 'SNR per shell')
+                                    'spatial frequency (1/Å)', 'SNR per shell')
         # shells where the estimate is <= 0 (noise dominates the estimate) are left blank
         ax2.semilogy(freq, np.where(ssnr > 0, ssnr, np.nan),
                      label='signal/noise power per shell')

@@ -14,6 +14,7 @@ import numpy as np
 import pyworkflow.protocol.params as params
 from pyworkflow.viewer import DESKTOP_TKINTER, WEB_DJANGO, ProtocolViewer, Viewer
 
+from redprior.viewers.figure_view import FigureView
 from redprior.objects import DenoiserModel, TrainingPairs
 from redprior.protocols.protocol_train_denoiser import ProtRedPriorTrainDenoiser
 from redprior.protocols.protocol_training_maps import ProtRedPriorTrainingMaps
@@ -79,7 +80,7 @@ def plotSinglePass(meta, title='single-pass curve'):
     ax.set_xscale('log')
     _plainLogAxis(ax.xaxis)
     ax.invert_xaxis()  # better resolution to the right
-    ax.set_xlabel('nominal resolution of x~ (A)')
+    ax.set_xlabel('nominal resolution of x~ (Å)')
     ax.set_ylabel('error ratio, denoised / noisy')
     ax.set_title(title)
     ax.legend(fontsize=7)
@@ -101,7 +102,7 @@ def plotShellLambda(meta, title='per-shell lambda (CW-RED per shell)'):
             if row and all(v is not None for v in row)]
     for i, (c, row) in enumerate(rows):
         ax.plot(freq, row, color=cmap(i / max(1, len(rows) - 1)), label='maps at %.1f A' % c)
-    ax.set_xlabel('spatial frequency (1/A)')
+    ax.set_xlabel('spatial frequency (1/Å)')
     ax.set_ylabel('lambda')
     ax.set_ylim(-0.05, 1.05)
     ax.set_title(title)
@@ -126,7 +127,7 @@ def plotPairResolutions(store, title='training pairs'):
     ax.hist(list(by_mode.values()), bins=bins, stacked=True, label=list(by_mode))
     ax.set_xscale('log')
     _plainLogAxis(ax.xaxis)
-    ax.set_xlabel('nominal resolution (A)')
+    ax.set_xlabel('nominal resolution (Å)')
     ax.set_ylabel('pairs')
     ax.set_title('%s: %d pairs, %d structures' % (title, len(store), len(store.structures())))
     ax.legend(fontsize=8)
@@ -176,10 +177,6 @@ def _save(figures, folder):
     return out
 
 
-def _show(fig):
-    import matplotlib.pyplot as plt
-    plt.show()
-    return fig
 
 
 def _readJson(path):
@@ -200,8 +197,8 @@ class RedPriorTrainingMapsViewer(ProtocolViewer):
         form.addParam('showExamples', params.LabelParam, label='Example pairs (central slices)')
 
     def _getVisualizeDict(self):
-        return {'showResolutions': lambda p: [_show(self.plotResolutions())],
-                'showExamples': lambda p: [_show(self.plotExamples())]}
+        return {'showResolutions': lambda p: [FigureView(self.plotResolutions())],
+                'showExamples': lambda p: [FigureView(self.plotExamples())]}
 
     def _store(self):
         return self.protocol.outputPairs.getStore()
@@ -231,9 +228,9 @@ class RedPriorTrainDenoiserViewer(ProtocolViewer):
         form.addParam('showShellLambda', params.LabelParam, label='Per-shell lambda table')
 
     def _getVisualizeDict(self):
-        return {'showLoss': lambda p: [_show(self.plotLoss())],
-                'showSinglePass': lambda p: [_show(self.plotSinglePass())],
-                'showShellLambda': lambda p: [_show(self.plotShellLambda())]}
+        return {'showLoss': lambda p: [FigureView(self.plotLoss())],
+                'showSinglePass': lambda p: [FigureView(self.plotSinglePass())],
+                'showShellLambda': lambda p: [FigureView(self.plotShellLambda())]}
 
     def _meta(self):
         from redprior.core.denoiser.model import metadata_path
@@ -251,16 +248,6 @@ class RedPriorTrainDenoiserViewer(ProtocolViewer):
     def saveFigures(self, folder):
         return _save([('loss', self.plotLoss()), ('single_pass', self.plotSinglePass()),
                       ('per_shell_lambda', self.plotShellLambda())], folder)
-
-
-class _FigureView:
-    """What Viewer._visualize returns: something with show()."""
-
-    def __init__(self, fig):
-        self.fig = fig
-
-    def show(self):
-        _show(self.fig)
 
 
 class RedPriorTrainingObjectsViewer(Viewer):
@@ -283,7 +270,7 @@ class RedPriorTrainingObjectsViewer(Viewer):
                 ('pair_examples', plotPairExamples(store))]
 
     def _visualize(self, obj, **kwargs):
-        return [_FigureView(fig) for _, fig in self.figures(obj)]
+        return [FigureView(fig) for _, fig in self.figures(obj)]
 
     def saveFigures(self, obj, folder):
         return _save(self.figures(obj), folder)

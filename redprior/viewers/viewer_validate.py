@@ -60,7 +60,7 @@ class RedPriorValidateViewer(ProtocolViewer):
         plotter = EmPlotter(x=1, y=1, figsize=(10, 6.5), windowTitle='FSC curves',
                             mainTitle='Over-estimation: %s'
                                       % _short(res['overestimation']['verdict']))
-        ax = plotter.createSubPlot('', 'spatial frequency (1/A)', 'FSC')
+        ax = plotter.createSubPlot('', 'spatial frequency (1/Å)', 'FSC')
         report.plot_fscs(ax, res)
         return [plotter]
 

@@ -41,9 +41,9 @@ def prior_problems(s):
                       f"{s.red_lambda!r}.")
     if s.mode in (schedule.CWRED, schedule.CWRED_SHELL):
         if not (_finite(s.cw_low) and _finite(s.cw_high) and 0 < s.cw_high < s.cw_low):
-            errors.append(f'CW-RED: "lambda 1 below" ({s.cw_high!r} A) must be a positive '
-                          f'number smaller than "lambda 0 above" ({s.cw_low!r} A), e.g. the '
-                          f"paper's {schedule.CW_HIGH_DEFAULT:g} / {schedule.CW_LOW_DEFAULT:g} A.")
+            errors.append(f'CW-RED: "λ 1 below" ({s.cw_high!r} Å) must be a positive '
+                          f'number smaller than "λ 0 above" ({s.cw_low!r} Å), e.g. the '
+                          f"paper's {schedule.CW_HIGH_DEFAULT:g} / {schedule.CW_LOW_DEFAULT:g} Å.")
     errors += _model_problems(s)
     return errors
 

@@ -38,7 +38,7 @@ def plot_cross_fsc_matrix(ax, data, threshold='0.5'):
             if crossed is not None and np.isfinite(M[i, j]) and not crossed[i][j]:
                 text += '*'
             ax.text(j, i, text, ha='center', va='center', color='w', fontsize=9)
-    ax.set_title('Cross-FSC resolution at %s (A)' % threshold)
+    ax.set_title('Cross-FSC resolution at %s (Å)' % threshold)
     if crossed is not None and not np.all(crossed):
         ax.set_xlabel('* never below %s: Nyquist' % threshold, fontsize=8)
     return im
@@ -57,7 +57,7 @@ def plot_fsc_curves(ax, data):
         ax.plot(freq[1:], np.array(c['fsc'])[1:], label='%s / %s' % (names[i], names[j]))
     for t in (0.5, 0.143):
         ax.axhline(t, color='k', ls=':', lw=0.8)
-    ax.set_xlabel('resolution (1/A)')
+    ax.set_xlabel('spatial frequency (1/Å)')
     ax.set_ylabel('FSC')
     ax.set_ylim(-0.1, 1.05)
     ax.legend(fontsize=7)

@@ -53,7 +53,7 @@ def plot_fscs(ax, results, keys=None):
     ax.axhline(0.0, color='k', lw=0.5)
     ax.set_xlim(0, freq[-1])
     ax.set_ylim(-0.1, 1.05)
-    ax.set_xlabel('spatial frequency (1/A)')
+    ax.set_xlabel('spatial frequency (1/Å)')
     ax.set_ylabel('Fourier shell correlation')
     # resolution in A along the top, at the bottom axis' ticks (0 has no resolution)
     top = ax.twiny()
@@ -61,7 +61,7 @@ def plot_fscs(ax, results, keys=None):
     ticks = [t for t in ax.get_xticks() if 0 < t <= freq[-1]]
     top.set_xticks(ticks)
     top.set_xticklabels(['%.3g' % (1.0 / t) for t in ticks])
-    top.set_xlabel('resolution (A)')
+    top.set_xlabel('resolution (Å)')
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc='lower left')
 
@@ -80,7 +80,7 @@ def plot_shift_errors(ax, poses, bins=40):
     err = np.asarray(poses['shift_errors'], dtype=float)
     ax.hist(err, bins=bins, color='tab:green', alpha=0.8)
     _percentile_lines(ax, poses['shift'])
-    ax.set_xlabel('shift error (A)')
+    ax.set_xlabel('shift error (Å)')
     ax.set_ylabel('particles')
     ax.legend(fontsize=7)
 

@@ -1,0 +1,56 @@
+"""Help texts of the 'CW-RED 3D auto-refine' form (what each field does, in RELION's terms)."""
+
+HELP = {
+    'referenceVolume': 'Same box and pixel size as the particles. RELION low-passes it to '
+                       '"Initial low-pass" before the first iteration (--ref, --ini_high).',
+    'iniHigh': 'Resolution (Å) the reference is low-pass filtered to before iteration 1 '
+               '(--ini_high). Low enough that the reference carries no detail the data must '
+               'find themselves: 30-60 Å is usual; the wizard suggests max(30 Å, 4 x Nyquist).',
+    'symmetry': 'Point group of the particle in RELION\'s notation (--sym): C1 (none), Cn, '
+                'Dn, T, O, I (I1-I4 for the icosahedral orientations). Angular errors and '
+                'the consensus are computed modulo the same group.',
+    'particleDiameter': 'Diameter (Å) of the soft circular mask RELION applies to the '
+                        'particles and of the solvent flattening (--particle_diameter). '
+                        '-1: 90% of the box. The wizard measures it from the reference.',
+    'priorMode': 'How the map is regularised in each M-step (Kimanius et al. 2021, their '
+                 'update (17): x = (B + λ F[f(x̃)] / τ²) / (K + 1/τ²), x̃ = B/K, f the '
+                 'denoiser). Gaussian: RELION\'s own smooth prior (λ = 0), through the same '
+                 'hook. RED: a fixed λ in every iteration. CW-RED: λ from the current '
+                 'resolution, 0 worse than "λ 0 above", 1 better than "λ 1 below", linear '
+                 'between, so the denoiser acts only where it is trusted. CW-RED per shell: '
+                 'the CW-RED λ times the denoiser\'s per-shell table (from its single-pass '
+                 'evaluation), so shells where one pass did not help get less prior; needs a '
+                 'denoiser trained with validation structures.',
+    'denoiserModel': 'Output of "train denoiser" (preferred over a file path below).',
+    'denoiserFile': 'A model with its .json metadata, used when no denoiser is selected above. '
+                    'Both empty: the denoiser shipped with redprior (redprior/data/denoiser: a '
+                    'U-Net trained at 2 Å/px by this plugin\'s protocols, usable from 1 to 4 '
+                    'Å/px; see its TRAINING_REPORT.md).',
+    'redLambda': 'λ of RED, or the largest λ of CW-RED (reached better than "λ 1 below"). '
+                 '0 gives RELION\'s Gaussian prior; 1 trusts the denoiser fully where the '
+                 'half-maps disagree. Values between weaken the prior.',
+    'cwLow': 'CW-RED: λ is 0 while the current resolution is worse than this (Å). The '
+             'resolution is read from the gold-standard FSC that RELION hands to the hook in '
+             'each iteration (last shell before it drops below 0.143). The wizard reads it '
+             'from the denoiser\'s single-pass curve, else the paper\'s 10 Å.',
+    'cwHigh': 'CW-RED: λ reaches its maximum once the current resolution is better than this '
+              '(Å); the paper\'s 4.5 Å by default. Must be smaller than "λ 0 above".',
+    'healpixOrder': 'Initial angular sampling (--healpix_order): 1 = 15°, 2 = 7.5°, 3 = 3.7°. '
+                    'RELION\'s default 2 is several times slower and rarely needed for small '
+                    'boxes.',
+    'autoLocalHealpixOrder': 'From this angular sampling on, RELION searches only near the '
+                             'current orientations (--auto_local_healpix_order; 3 = 3.7°).',
+    'offsetRange': 'Translational search range in pixels (--offset_range).',
+    'offsetStep': 'Translational search step in pixels (--offset_step).',
+    'padding': 'Oversampling of the Fourier transform in reconstruction (--pad). 2 is more '
+               'accurate and RELION\'s default; 1 halves the memory and time of each M-step.',
+    'lowResolJoinHalves': 'Resolutions coarser than this (Å) are averaged between the two '
+                          'half-sets to keep them in one frame (--low_resol_join_halves); the '
+                          'gold-standard FSC is independent only beyond it.',
+    'randomSeed': 'Seed of RELION\'s random split into half-sets (--random_seed): the same '
+                  'seed gives the same halves, so two priors can be compared fairly.',
+    'keepExternalFiles': 'Keep RELION\'s data term B and weight K of each call (3 x the '
+                         'padded box in float32 per half and iteration), e.g. to recompute '
+                         'an iteration with redprior_exrecon.',
+    'extraParams': 'Passed to relion_refine as given, after the arguments built here.',
+}
