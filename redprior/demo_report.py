@@ -122,11 +122,11 @@ def plot_lambda(entries, path):
         ax.plot(its, [h[3] for h in hist], color=colour, marker='o', ms=3,
                 label='%s: λ' % e['label'])
         ax2.plot(its, [h[2] if h[2] is not None else np.nan for h in hist], color=colour,
-                 ls=':', label='%s: resolution λ was computed from' % e['label'])
+                 ls=':', label='%s: resolution λ was computed from (Å)' % e['label'])
     ax.set_xlabel('iteration')
     ax.set_ylabel('λ')
     ax.set_ylim(-0.05, 1.05)
-    ax2.set_ylabel('half-map FSC 0.143 that RELION handed over (Å)')
+    ax2.set_ylabel('schedule resolution (Å)')
     lines = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
     labels = ax.get_legend_handles_labels()[1] + ax2.get_legend_handles_labels()[1]
     ax.legend(lines, labels, fontsize=7, loc='upper left')

@@ -5,3 +5,4 @@ from .protocol_validate import ProtRedPriorValidate
 from .protocol_consensus import ProtRedPriorConsensus
 from .protocol_training_maps import ProtRedPriorTrainingMaps
 from .protocol_train_denoiser import ProtRedPriorTrainDenoiser
+from .protocol_bias import ProtRedPriorBiasTest
