@@ -29,9 +29,12 @@ from redprior.core.fourier import filters as fourier  # noqa: E402
 from redprior.core.io import star_particles as particles_star  # noqa: E402
 from redprior.core.simulation import particles as simulate  # noqa: E402
 from redprior.core.simulation import structure  # noqa: E402
-from redprior.core.denoiser.model import DEFAULT_MODEL, metadata_path  # noqa: E402
+from redprior.core.denoiser.model import metadata_path  # noqa: E402
+from redprior.core.io.shipped import DEFAULT_DENOISER  # noqa: E402
 from redprior.core.io.mrc import write_map  # noqa: E402
-from redprior.core.denoiser.worker import stop, wait_ready  # noqa: E402
+from redprior.core.denoiser.worker import shutdown as worker_shutdown  # noqa: E402
+from redprior.core.denoiser.worker import start as worker_start  # noqa: E402
+from redprior.core.relion.command import RefineSettings, refine_args  # noqa: E402
 
 BOX, PIX = 64, 2.0
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
@@ -44,19 +47,16 @@ def make_data(folder, n, snr, seed):
     particles_star.write_particles(sim, PIX, folder)
     write_map(os.path.join(folder, "ref.mrc"), fourier.lowpass(gt, PIX, 30.0), PIX)
     # the shipped denoiser: what a CW-RED refinement uses by default
-    shutil.copy(DEFAULT_MODEL, os.path.join(folder, "model.keras"))
-    shutil.copy(metadata_path(DEFAULT_MODEL), os.path.join(folder, "model.json"))
+    shutil.copy(DEFAULT_DENOISER, os.path.join(folder, "model.keras"))
+    shutil.copy(metadata_path(DEFAULT_DENOISER), os.path.join(folder, "model.json"))
     return sim
 
 
-def refine_args(out, extra=()):
-    return ["--o", out, "--auto_refine", "--split_random_halves", "--i", "particles.star",
-            "--ref", "ref.mrc", "--ini_high", "30", "--particle_diameter", "115",
-            "--flatten_solvent", "--zero_mask", "--oversampling", "1", "--healpix_order", "1",
-            "--auto_local_healpix_order", "3", "--offset_range", "2", "--offset_step", "1",
-            "--sym", "C1", "--low_resol_join_halves", "40", "--norm", "--scale", "--j", "1",
-            "--pool", "30", "--dont_combine_weights_via_disc", "--preread_images",
-            "--random_seed", "42", "--pad", "2", *extra]
+def bench_refine_args(out, hook):
+    """The refine protocol's relion_refine arguments (core.relion.command) for this data."""
+    return refine_args(RefineSettings(output_root=out, particles_star="particles.star",
+                                      reference="ref.mrc", mask_diameter_A=115.0,
+                                      ini_high_A=30.0, pad=2, external_reconstruct=hook))
 
 
 def timed(cmd, cwd, env=ENV):
@@ -72,13 +72,7 @@ def exrecon_cmd(*args):
 
 
 def start_worker(folder):
-    sock = os.path.join(tempfile.mkdtemp(prefix="rpw_"), "w.sock")
-    proc = subprocess.Popen([sys.executable, os.path.join(REPO, "redprior_worker.py"),
-                             "--model", os.path.join(folder, "model.keras"), "--socket", sock],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    if not wait_ready(sock, proc):
-        sys.exit("denoiser worker did not start")
-    return proc, sock
+    return worker_start(os.path.join(folder, "model.keras"), os.path.join(folder, "worker.log"))
 
 
 def per_call(folder):
@@ -105,8 +99,7 @@ def per_call(folder):
             times = [timed(cmd, folder) for _ in range(3)]
             print(f"   {label:42s} {min(times):6.2f}  (runs: {', '.join(f'{t:.2f}' for t in times)})")
     finally:
-        stop(sock)
-        worker.wait(30)
+        worker_shutdown(worker, sock)
 
 
 def refinements(folder, mpi=3, concurrent=True):
@@ -126,8 +119,8 @@ def refinements(folder, mpi=3, concurrent=True):
     hook = " ".join(exrecon_cmd("--mode", "cwred", "--model", os.path.join(folder, "model.keras"),
                                 "--angpix", str(PIX), "--worker", sock,
                                 "--log", os.path.join(folder, "cwred", "log.jsonl")))
-    jobs = [("plain", mpirun + refine_args("plain/run"), ENV),
-            ("cwred", mpirun + refine_args("cwred/run", ["--external_reconstruct"]),
+    jobs = [("plain", mpirun + bench_refine_args("plain/run", False), ENV),
+            ("cwred", mpirun + bench_refine_args("cwred/run", True),
              dict(ENV, RELION_EXTERNAL_RECONSTRUCT_EXECUTABLE=hook))]
     times = {}
     try:
@@ -149,8 +142,7 @@ def refinements(folder, mpi=3, concurrent=True):
             for name, cmd, env in jobs:
                 times[name] = timed(cmd, folder, env)
     finally:
-        stop(sock)
-        worker.wait(30)
+        worker_shutdown(worker, sock)
     print(f"   plain RELION (no hook):        {times['plain']:7.0f} s")
     print(f"   CW-RED (hook + worker):        {times['cwred']:7.0f} s")
     print(f"   ratio CW-RED / plain:          {times['cwred'] / times['plain']:7.3f}")

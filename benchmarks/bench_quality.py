@@ -39,7 +39,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
 os.environ.setdefault("REDPRIOR_CORE_ONLY", "1")
@@ -56,14 +55,16 @@ from redprior.core.structure_set import reserved as reserved_guard  # noqa: E402
 from redprior.core.structure_set import sources as training_sources  # noqa: E402
 from redprior.core.validation import metrics as validation  # noqa: E402
 from redprior.core.geometry.rotations import euler_to_matrix  # noqa: E402
-from redprior.core.denoiser.model import DEFAULT_MODEL, read_metadata  # noqa: E402
+from redprior.core.denoiser.model import read_metadata  # noqa: E402
+from redprior.core.io.shipped import DEFAULT_DENOISER  # noqa: E402
 from redprior.core.io.mrc import read_map, write_map  # noqa: E402
 from redprior.core.prior import schedule  # noqa: E402
 from redprior.core.prior.exrecon import hook_args, hook_command  # noqa: E402
 from redprior.core.prior.history import read_log  # noqa: E402
 from redprior.core.relion.command import RefineSettings, refine_args  # noqa: E402
 from redprior.core.relion.run_folder import final_output  # noqa: E402
-from redprior.core.denoiser.worker import stop, wait_ready  # noqa: E402
+from redprior.core.denoiser.worker import shutdown as stop_worker  # noqa: E402
+from redprior.core.denoiser.worker import start as start_worker  # noqa: E402
 
 BOX, PIX, PARTICLES, INITIAL_LOWPASS_A = 64, 2.0, 2000, 30.0
 STRUCTURES = ("3ENL", "7OK9", "2XHE")
@@ -149,17 +150,6 @@ def cw_thresholds(model):
     return schedule.CW_LOW_DEFAULT, schedule.CW_HIGH_DEFAULT
 
 
-def start_worker(model, folder):
-    sock = os.path.join(tempfile.mkdtemp(prefix="rpq_"), "w.sock")
-    logf = open(os.path.join(folder, "worker.log"), "a")
-    proc = subprocess.Popen([sys.executable, os.path.join(REPO, "redprior_worker.py"),
-                             "--model", model, "--socket", sock], stdout=logf,
-                            stderr=subprocess.STDOUT, env=ENV)
-    if not wait_ready(sock, proc):
-        raise RuntimeError(f"denoiser worker did not start (see {folder}/worker.log)")
-    return proc, sock
-
-
 def refine(data, out, method, mpi, model):
     """Run relion_refine_mpi for one method; return the wall time in seconds."""
     shutil.rmtree(out, ignore_errors=True)  # an interrupted run restarts from scratch
@@ -176,7 +166,7 @@ def refine(data, out, method, mpi, model):
         mode = "gaussian" if method == "lambda0" else method
         low, high = cw_thresholds(model)
         if mode != "gaussian":
-            worker, sock = start_worker(model, out)
+            worker, sock = start_worker(model, os.path.join(out, "worker.log"))
         env["RELION_EXTERNAL_RECONSTRUCT_EXECUTABLE"] = hook_command(hook_args(
             mode, PIX, os.path.join(out, "exrecon_log.jsonl"),
             model=model if mode != "gaussian" else None, red_lambda=1.0,
@@ -187,13 +177,7 @@ def refine(data, out, method, mpi, model):
         with open(os.path.join(out, "relion.log"), "w") as fh:
             proc = subprocess.run(cmd, cwd=data, env=env, stdout=fh, stderr=subprocess.STDOUT)
     finally:
-        if worker is not None:
-            stop(sock)
-            try:
-                worker.wait(30)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-            shutil.rmtree(os.path.dirname(sock), ignore_errors=True)
+        stop_worker(worker, sock)
     if proc.returncode:
         raise RuntimeError(f"relion_refine_mpi failed ({method}); see {out}/relion.log")
     return time.time() - t0
@@ -359,7 +343,7 @@ def main(argv=None):
     p.add_argument("--methods", default=",".join(METHODS))
     p.add_argument("--particles", type=int, default=PARTICLES)
     p.add_argument("--mpi", type=int, default=3)
-    p.add_argument("--model", default=DEFAULT_MODEL, help="denoiser (default: the shipped one)")
+    p.add_argument("--model", default=DEFAULT_DENOISER, help="denoiser (default: the shipped one)")
     p.add_argument("--results", default=RESULTS, help="results folder (default: %(default)s)")
     a = p.parse_args(argv)
     RESULTS, RUNS = os.path.abspath(a.results), os.path.join(os.path.abspath(a.results),

@@ -4,12 +4,7 @@ The arguments themselves are built by core.relion.command (relion_refine) and
 core.prior.exrecon.hook_args (the external-reconstruct program), so the refine protocol,
 'training maps' and the quality benchmark run RELION the same way.
 """
-import os
 import shlex
-import shutil
-import subprocess
-import sys
-import tempfile
 
 from redprior import Plugin
 from redprior import constants as C
@@ -34,38 +29,17 @@ class RelionRunnerMixin:
     def _startDenoiserWorker(self, modelPath):
         """Start the denoiser worker (TensorFlow loaded once for the whole refinement).
 
-        Returns (process, socket), (None, None) without a model.
+        Returns (process, socket), (None, None) without a model. A model the worker cannot
+        load is one the hook could not load either: the step stops now, with the worker's
+        log, not at the first iteration that needs the prior.
         """
         if not modelPath:
             return None, None
-        from redprior.core.denoiser.worker import wait_ready
-        # AF_UNIX paths are limited to ~100 characters: keep the socket out of the project.
-        socket = os.path.join(tempfile.mkdtemp(prefix='redprior_'), 'worker.sock')
-        logFile = open(self._getExtraPath('worker.log'), 'a')
-        proc = subprocess.Popen([sys.executable, '-m', 'redprior_worker', '--model',
-                                 os.path.abspath(modelPath), '--socket', socket],
-                                stdout=logFile, stderr=subprocess.STDOUT)
-        if not wait_ready(socket, proc):
-            # a model the worker cannot load is one the hook could not load either: stop now,
-            # not at the first iteration that needs the prior
-            if proc.poll() is None:
-                proc.kill()
-            logFile.close()
-            with open(self._getExtraPath('worker.log')) as fh:
-                tail = ''.join(fh.readlines()[-15:])
-            raise RuntimeError('The denoiser worker could not load %s, so the refinement was not '
-                               'started. Its log (extra/worker.log) ends with:\n%s'
-                               % (modelPath, tail))
+        from redprior.core.denoiser import worker
+        proc, socket = worker.start(modelPath, self._getExtraPath('worker.log'))
         self.info('Denoiser worker ready (pid %d)' % proc.pid)
         return proc, socket
 
     def _stopDenoiserWorker(self, proc, socket):
-        if proc is None:
-            return
-        from redprior.core.denoiser.worker import stop
-        stop(socket)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        shutil.rmtree(os.path.dirname(socket), ignore_errors=True)
+        from redprior.core.denoiser import worker
+        worker.shutdown(proc, socket)

@@ -186,8 +186,8 @@ class ProtRedPriorRefine(RelionRunnerMixin, ProtRefine3D):
             return ''
         if self.getUserDenoiserPath():
             return self.getUserDenoiserPath()
-        from redprior.core.denoiser.model import DEFAULT_MODEL
-        return DEFAULT_MODEL
+        from redprior.core.io.shipped import DEFAULT_DENOISER
+        return DEFAULT_DENOISER
 
     def getExreconLog(self):
         return self._getExtraPath(EXRECON_LOG)

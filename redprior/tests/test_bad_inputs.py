@@ -17,7 +17,7 @@ import unittest
 
 import numpy as np
 
-from redprior.core.denoiser.model import DenoiserError, read_metadata, write_builtin_model
+from redprior.core.denoiser.model import DenoiserError, read_metadata
 from redprior.core.denoiser.worker import WorkerUnavailable, denoise_remote, ready_file, stop
 from redprior.core.io.jsonfile import JsonFileError, read_json, write_json
 from redprior.core.io.mrc import MapError, read_map, write_map
@@ -25,6 +25,7 @@ from redprior.core.prior.history import read_log
 from redprior.core.prior.settings import PriorSettings, prior_problems
 from redprior.core.simulation.limits import simulation_problems
 from redprior.core.validation import consensus
+from redprior.tests.placeholder_model import write_placeholder_model
 
 BOX, PIX = 16, 2.0
 GENERAL = ['rlnExtReconsDataReal', 'rlnExtReconsDataImag', 'rlnExtReconsWeight',
@@ -78,7 +79,7 @@ class Base(unittest.TestCase):
     def model(cls):
         if not hasattr(cls, '_model'):
             folder = tempfile.mkdtemp(prefix='redprior_model_')
-            cls._model = write_builtin_model(os.path.join(folder, 'smooth.keras'), BOX, PIX)
+            cls._model = write_placeholder_model(os.path.join(folder, 'smooth.keras'), BOX, PIX)
         return cls._model
 
 

@@ -20,7 +20,8 @@ from redprior.core.prior import schedule
 from redprior.core.denoiser import single_pass as SP
 from redprior.core.simulation import structure
 from redprior.core.training_data import gaussian as TP
-from redprior.core.denoiser.model import DEFAULT_MODEL, Denoiser, metadata_path, read_metadata
+from redprior.core.denoiser.model import Denoiser, metadata_path, read_metadata
+from redprior.core.io.shipped import DEFAULT_DENOISER
 from redprior.core.geometry.masks import solvent_mask
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -29,7 +30,7 @@ RESOLUTIONS = (4.5, 5.0, 5.5, 6.0, 6.5, 7.0, 7.5, 8.0, 9.0, 12.0, 16.0)
 
 @pytest.fixture(scope="module")
 def model():
-    return Denoiser(DEFAULT_MODEL)
+    return Denoiser(DEFAULT_DENOISER)
 
 
 def held_out_pairs(box, pixel, seed=0):
@@ -49,14 +50,14 @@ def held_out_pairs(box, pixel, seed=0):
 
 
 def test_shipped_files_and_metadata():
-    meta = read_metadata(DEFAULT_MODEL)
-    assert os.path.getsize(DEFAULT_MODEL) <= 10e6  # committed to the repository
+    meta = read_metadata(DEFAULT_DENOISER)
+    assert os.path.getsize(DEFAULT_DENOISER) <= 10e6  # committed to the repository
     assert (meta["box"], meta["pixel_size"], meta["normalisation"]) == (64, 2.0, "standardise")
     low, high = meta["training_resolution"]
     assert low < 4.5 and high > 15.0
     # the single-pass curve of its own held-out structures ships with it, and held-out
     # structures were not trained on
-    folder = os.path.dirname(DEFAULT_MODEL)
+    folder = os.path.dirname(DEFAULT_DENOISER)
     with open(os.path.join(folder, "training_history.json")) as fh:
         hist = json.load(fh)
     assert hist["structures_val"] and not set(hist["structures_val"]) & set(

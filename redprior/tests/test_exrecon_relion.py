@@ -104,12 +104,12 @@ def test_cwred_schedule():
 
 def test_continue_keeps_prior(dataset):
     """An interrupted refinement continued with --continue still calls the hook with the prior."""
-    from redprior.core.denoiser.model import write_builtin_model
+    from redprior.tests.placeholder_model import write_placeholder_model
     from redprior.core.relion.run_folder import last_optimiser
 
     out = dataset / "cont"
     out.mkdir()
-    model = write_builtin_model(str(out / "m.keras"), BOX, PIX)
+    model = write_placeholder_model(str(out / "m.keras"), BOX, PIX)
     log = out / "log.jsonl"
     hook = (f"{sys.executable} {REPO}/redprior_exrecon.py --mode red --lambda 0.5 --model {model} "
             f"--angpix {PIX} --log {log}")
@@ -161,12 +161,12 @@ def test_killed_worker_mid_refinement_keeps_the_prior(dataset):
     """A real relion_refine run whose denoiser worker is killed after the first M-step: the
     next calls load the model themselves (and say so); lambda stays what was asked for."""
     import time
-    from redprior.core.denoiser.model import write_builtin_model
+    from redprior.tests.placeholder_model import write_placeholder_model
     from redprior.core.denoiser.worker import wait_ready
 
     out = dataset / "killed"
     out.mkdir()
-    model = write_builtin_model(str(out / "m.keras"), BOX, PIX)
+    model = write_placeholder_model(str(out / "m.keras"), BOX, PIX)
     sock = str(out / "w.sock")
     worker = subprocess.Popen([sys.executable, "-m", "redprior_worker", "--model", model,
                                "--socket", sock], stdout=subprocess.DEVNULL,

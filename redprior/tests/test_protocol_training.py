@@ -165,13 +165,13 @@ class TestRedPriorTraining(BaseTest):
         self.assertIn('--cw-low', cmd)
         # no model chosen: the shipped default, which has a per-shell table (4 A/px particles
         # are within its factor-2 resampling range)
-        from redprior.core.denoiser.model import DEFAULT_MODEL
+        from redprior.core.io.shipped import DEFAULT_DENOISER
         default = self.newProtocol(ProtRedPriorRefine, inputParticles=self.sim.outputParticles,
                                    referenceVolume=self.sim.outputInitialModel,
                                    priorMode=PRIOR_CWRED_SHELL)
         self.assertEqual(default.validate(), [])
-        self.assertEqual(default.getDenoiserPath(), DEFAULT_MODEL)
-        self.assertIn('--model %s' % DEFAULT_MODEL, ' '.join(default._hookArgs()))
+        self.assertEqual(default.getDenoiserPath(), DEFAULT_DENOISER)
+        self.assertIn('--model %s' % DEFAULT_DENOISER, ' '.join(default._hookArgs()))
 
         # viewers: PNGs headless
         from redprior.viewers.viewer_training import (RedPriorTrainDenoiserViewer,
@@ -265,7 +265,8 @@ class TestRedPriorTraining(BaseTest):
         self.assertIn('record', maps.getResults()['modes'])
 
         # exrecon --mode cwred-shell on the kept RELION files
-        from redprior.core.denoiser.model import update_metadata, write_builtin_model
+        from redprior.core.denoiser.model import update_metadata
+        from redprior.tests.placeholder_model import write_placeholder_model
         from redprior.core.prior.exrecon import main as exrecon
         from redprior.core.prior.history import read_log
         stars = sorted(glob.glob(maps._getExtraPath('parts', '*', 'relion', 'run00',
@@ -276,7 +277,7 @@ class TestRedPriorTraining(BaseTest):
         # next to the original, so the B/K files are found the same way
         star = withFsc(stars[0], stars[0].replace('run_it002', 'fsc_it002'),
                        np.clip(1.0 - np.arange(BOX // 2 + 1) / 12.0, 0, 1))
-        model = write_builtin_model(os.path.join(tmp, 'm.keras'), BOX, PIXEL)
+        model = write_placeholder_model(os.path.join(tmp, 'm.keras'), BOX, PIXEL)
         log = os.path.join(tmp, 'log.jsonl')
         common = ['--model', model, '--angpix', '%g' % PIXEL, '--keep', '--log', log,
                   '--cw-low', '30', '--cw-high', '8']

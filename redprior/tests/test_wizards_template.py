@@ -114,8 +114,9 @@ class TestRefineWizards(BaseTest):
 
     def test_thresholds_of_the_shipped_denoiser(self):
         # no model chosen: the refinement will use the shipped one, so the wizard reads its curve
-        from redprior.core.denoiser.model import DEFAULT_MODEL, read_metadata
-        meta = read_metadata(DEFAULT_MODEL)
+        from redprior.core.denoiser.model import read_metadata
+        from redprior.core.io.shipped import DEFAULT_DENOISER
+        meta = read_metadata(DEFAULT_DENOISER)
         form = self._show(RedPriorCwThresholdsWizard, self._refine(), 'cwLow')
         # trained on Gaussian noise, its single-pass gain does not fall off at low resolution,
         # so its curve places no ramp: the paper's values, and the reason, are shown as

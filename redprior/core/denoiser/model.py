@@ -10,20 +10,8 @@ import os
 
 import numpy as np
 
-from redprior.core.io.shipped import DEFAULT_DENOISER
 
 from redprior.core.fourier.filters import fourier_resample, pad_or_crop
-
-BUILTIN_NAME = "builtin-smooth-positive"
-BUILTIN_DESCRIPTION = (
-    "built-in fixed-weight Keras model (not learned): per-map standardisation, a 5^3 "
-    "Gaussian convolution (sigma 1 voxel) and a ReLU, i.e. a smooth, positive density; "
-    "a stand-in for unit tests of the file handling, not a prior")
-
-# The denoiser that ships with redprior: trained by scripts/train_default_denoiser.py
-# (redprior/data/denoiser/TRAINING_REPORT.md); what the refine protocol and the demo use
-# when no other model is chosen.
-DEFAULT_MODEL = DEFAULT_DENOISER
 
 # Refuse pixel-size ratios beyond this: resampled that far, the model never saw such maps.
 MAX_RESAMPLE = 2.0
@@ -79,41 +67,6 @@ def check_model_file(model_path):
         what = f"lacks {', '.join(sorted(missing))}" if missing else f"has a corrupt member {bad}"
         raise DenoiserError(f"{model_path} is not a usable Keras model file: it {what}; copy it "
                             "again or retrain it.")
-
-
-def default_model():
-    """The shipped model's path; a DenoiserError naming the fix if it is missing."""
-    if not os.path.exists(DEFAULT_MODEL) or not os.path.exists(metadata_path(DEFAULT_MODEL)):
-        raise DenoiserError(f"The default denoiser {DEFAULT_MODEL} (or its .json) is missing "
-                            "from this installation: reinstall redprior, choose a model "
-                            "trained by 'train denoiser', or rebuild it with "
-                            "scripts/train_default_denoiser.py.")
-    return DEFAULT_MODEL
-
-
-def _gaussian_kernel(sigma=1.0, size=5):
-    c = np.arange(size) - size // 2
-    g = np.exp(-(c ** 2) / (2 * sigma ** 2))
-    k = g[:, None, None] * g[None, :, None] * g[None, None, :]
-    return (k / k.sum()).astype(np.float32)
-
-
-def write_builtin_model(path, box, pixel_size):
-    """Build and save the fixed-weight placeholder model (see BUILTIN_DESCRIPTION)."""
-    import keras
-
-    inp = keras.Input(shape=(None, None, None, 1))
-    conv = keras.layers.Conv3D(1, 5, padding="same", use_bias=False, name="gaussian")
-    out = keras.layers.ReLU()(conv(inp))
-    model = keras.Model(inp, out, name="smooth_positive")
-    conv.set_weights([_gaussian_kernel()[..., None, None]])
-    model.save(path)
-    meta = {"name": BUILTIN_NAME, "description": BUILTIN_DESCRIPTION, "box": int(box),
-            "pixel_size": float(pixel_size), "normalisation": "standardise",
-            "residual": False, "multiple": 1}
-    with open(metadata_path(path), "w") as fh:
-        json.dump(meta, fh, indent=1)
-    return path
 
 
 class Denoiser:

@@ -144,6 +144,44 @@ def wait_ready(socket_path, process=None, timeout=300.0):
     return False
 
 
+def start(model_path, log_path, timeout=300.0, python=None):
+    """Start a worker for `model_path` (its output appended to log_path) and wait until it has
+    loaded the model. Returns (process, socket path); RuntimeError with the log's end if it
+    could not load the model. The socket sits in a private temporary folder (AF_UNIX paths
+    are limited to ~100 characters, so not in the project)."""
+    import subprocess
+    import tempfile
+
+    socket_path = os.path.join(tempfile.mkdtemp(prefix="redprior_"), "worker.sock")
+    with open(log_path, "a") as log:
+        proc = subprocess.Popen([python or sys.executable, "-m", "redprior_worker", "--model",
+                                 os.path.abspath(model_path), "--socket", socket_path],
+                                stdout=log, stderr=subprocess.STDOUT)
+    if not wait_ready(socket_path, proc, timeout):
+        if proc.poll() is None:
+            proc.kill()
+        with open(log_path) as fh:
+            tail = "".join(fh.readlines()[-15:])
+        raise RuntimeError(f"The denoiser worker could not load {model_path}. Its log "
+                           f"({log_path}) ends with:\n{tail}")
+    return proc, socket_path
+
+
+def shutdown(proc, socket_path):
+    """Stop a worker started by start() and remove its socket folder (bounded waits)."""
+    import shutil
+    import subprocess
+
+    if proc is None:
+        return
+    stop(socket_path)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    shutil.rmtree(os.path.dirname(socket_path), ignore_errors=True)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="redprior_worker", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
