@@ -3,8 +3,8 @@
 RELION (relion_refine_mpi --auto_refine --split_random_halves --external_reconstruct) runs
 the E-step and calls `redprior_exrecon` for every M-step; that program applies the Gaussian
 (RELION's own), RED or CW-RED update. Only flags that RELION 3.1 knows are passed (RELION 4
-and 5 accept the same ones; RELION 5 also writes pixel size and particle diameter into the
-external STAR, which we do not need because the pixel size is passed with --angpix).
+and 5 accept the same ones and also write the pixel size into the external STAR, which the
+hook checks against --angpix; see README "How the prior gets into RELION").
 """
 import os
 import time
@@ -297,6 +297,10 @@ class ProtRedPriorRefine(RelionRunnerMixin, ProtRefine3D):
                           % (d, parts.getXDim(), parts.getSamplingRate(), box_A, box_A))
         if parts.getSize() == 0:
             errors.append('The particle set is empty.')
+        if '--blush' in (self.extraParams.get() or '').split():
+            errors.append('RELION 5\'s --blush replaces the external reconstruction, so this '
+                          'protocol\'s prior would never be applied: remove --blush from the '
+                          'additional arguments (or use RELION\'s own refine protocol for Blush).')
         return errors
 
     def _priorSettings(self):

@@ -34,7 +34,8 @@ GENERAL = ['rlnExtReconsDataReal', 'rlnExtReconsDataImag', 'rlnExtReconsWeight',
            'rlnCurrentImageSize']
 
 
-def writeJob(folder, fsc=None, tau2=None, current=BOX, drop=(), name='run_it003_half1_class001'):
+def writeJob(folder, fsc=None, tau2=None, current=BOX, drop=(), name='run_it003_half1_class001',
+             extra=None):
     """B, K and the STAR of one external-reconstruct call (box 16, pad 1) in `folder`."""
     rng = np.random.default_rng(0)
     shape = (BOX, BOX, BOX // 2 + 1)
@@ -50,6 +51,7 @@ def writeJob(folder, fsc=None, tau2=None, current=BOX, drop=(), name='run_it003_
     fsc = np.linspace(1.0, 0.5, n) if fsc is None else fsc
     tau2 = np.ones(n) if tau2 is None else tau2
     lines = ['data_external_reconstruct_general', '']
+    values.update(extra or {})  # e.g. RELION 4/5's rlnPixelSize, rlnParticleDiameter
     lines += ['_%s %s' % (k, v) for k, v in values.items() if k not in drop]
     lines += ['', 'data_external_reconstruct_tau2', '', 'loop_', '_rlnSpectralIndex #1',
               '_rlnReferenceTau2 #2']
@@ -189,6 +191,26 @@ class TestHookChecksWhatItReads(Base):
         rc, text = self.run_hook(star, '--mode', 'gaussian', '--angpix', 'nan')
         self.assertEqual(rc, 1)
         self.assertIn('pixel size is nan', text)
+
+
+class TestRelion5Star(Base):
+    """RELION 4 and 5 add rlnPixelSize and rlnParticleDiameter to the general block."""
+    R5 = {'rlnPixelSize': 2.0, 'rlnParticleDiameter': 28.8}
+
+    def test_pixel_size_is_taken_from_relion(self):
+        star, _ = writeJob(self.dir, extra=self.R5)
+        rc, text = self.run_hook(star, '--mode', 'red', '--model', self.model())
+        self.assertEqual(rc, 0, text)
+        rec = read_log(self.log)[-1]
+        self.assertEqual(rec['lambda'], 1.0)
+        # box 16 at 2 A/px: the FSC never drops below 0.143, so Nyquist (4 A) is said
+        self.assertEqual(rec['resolution_text'], 'better than Nyquist (4.00 Å): never crosses 0.143')
+
+    def test_contradicting_angpix_is_refused(self):
+        star, _ = writeJob(self.dir, extra=self.R5)
+        rc, text = self.run_hook(star, '--mode', 'red', '--model', self.model(), '--angpix', '3')
+        self.assertEqual(rc, 1)
+        self.assertIn('--angpix 3 but RELION says the maps are at 2 A/px', text)
 
 
 class TestPriorStrengthNeverSilentlyWrong(Base):

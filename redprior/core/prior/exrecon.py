@@ -84,6 +84,20 @@ def hook_command(args, python=None):
                     + [shlex.quote(a) for a in args])
 
 
+def _pixel_from_relion(args, job):
+    """RELION 4 and 5 write the pixel size into the STAR file: use it when --angpix is not
+    given, and refuse an --angpix that contradicts it (a wrong one would resample the map
+    for the denoiser by the wrong factor)."""
+    if not job.pixel_size or job.pixel_size <= 0:
+        return
+    if not args.angpix:
+        args.angpix = job.pixel_size
+    elif abs(args.angpix - job.pixel_size) > 0.01 * job.pixel_size:
+        raise ContractError(f"--angpix {args.angpix:g} but RELION says the maps are at "
+                            f"{job.pixel_size:g} A/px (rlnPixelSize in {args.star}): give "
+                            "the particles' pixel size, or leave --angpix out.")
+
+
 def check_settings(args):
     """Refuse what the refine protocol's form refuses (core.prior.settings), before any work."""
     if args.mode != schedule.GAUSSIAN and not args.model:
@@ -101,6 +115,7 @@ def run(args):
     job = read_job(args.star)
     if args.output:
         job.result = args.output
+    _pixel_from_relion(args, job)
     check_settings(args)
     table = _shell_table(args.model) if args.mode == schedule.CWRED_SHELL else None
     b, k = load_fourier(job)

@@ -43,6 +43,9 @@ class ExternalJob:
     fsc: np.ndarray = field(repr=False)
     iteration: int = -1
     half: int = 0  # 1, 2 or 0 for the final joined call
+    # RELION 4 and 5 also write these (rlnPixelSize, rlnParticleDiameter); 3.1 does not
+    pixel_size: float = None
+    particle_diameter: float = None
 
     @property
     def padded_size(self):
@@ -136,7 +139,10 @@ def read_job(star):
             ori_size=int(row.rlnOriginalImageSize),
             current_size=int(row.rlnCurrentImageSize),
             dimensionality=int(row.rlnReferenceDimensionality),
-            tau2=tau2, fsc=fsc, iteration=it, half=half)
+            tau2=tau2, fsc=fsc, iteration=it, half=half,
+            pixel_size=float(row.rlnPixelSize) if gen.hasColumn("rlnPixelSize") else None,
+            particle_diameter=(float(row.rlnParticleDiameter)
+                               if gen.hasColumn("rlnParticleDiameter") else None))
     except (TypeError, ValueError) as exc:
         raise ContractError(f"{star}: unreadable value in the general block ({exc}).") from exc
     if job.dimensionality != 3:
