@@ -24,6 +24,8 @@ setup(
     install_requires=[
         "scipion-pyworkflow>=3.11",
         "scipion-em>=3.11",
+        # the `scipion` launcher (scipion test, scipion template, the GUI); also as scipion3
+        "scipion-app",
         "numpy",
         "scipy",
         "mrcfile",
@@ -50,6 +52,8 @@ setup(
             "redprior_exrecon = redprior_exrecon:main",
             "redprior_worker = redprior_worker:main",
             "redprior_demo = redprior_env:demo_main",
+            # Scipion's installer names its launcher scipion3; scipion-app installs `scipion`
+            "scipion3 = scipion.__main__:main",
         ],
     },
     classifiers=["Programming Language :: Python :: 3"],

@@ -46,6 +46,7 @@ def refinement_entry(label, refine, validate):
         'validation': {'overestimation': v['overestimation']['verdict'],
                        'angular_error_deg': poses.get('angular', {}),
                        'shift_error_A': poses.get('shift', {}),
+                       'pseudo_symmetry': (poses.get('pseudo_symmetry') or {}).get('text'),
                        'report': os.path.abspath(validate.getReportPath())},
         '_curves': {'frequencies': v['frequencies'], 'half': curves['half_corrected']['fsc'],
                     'truth': gt['fsc']},
@@ -164,6 +165,9 @@ def _row(e):
 def write_page(out, summary, entries):
     d = summary['dataset']
     cons = summary.get('consensus') or {}
+    notes = ''.join('<p><b>%s</b>: near-symmetry. %s</p>' % (html.escape(e['label']),
+                                                           html.escape(e['validation']['pseudo_symmetry']))
+                    for e in entries if e['validation'].get('pseudo_symmetry'))
     cons_html = ''
     if cons:
         cons_html = ('<h2>Consensus of the engines</h2><p>%s of %s common particles agree '
@@ -182,6 +186,7 @@ th{background:#eee} .what{color:#555;font-size:90%%}</style></head><body>
 <th>angular error median / p90 (°)</th><th>iterations</th><th>seconds</th>
 <th>overestimation check</th><th>validation</th></tr>
 %s</table>
+%s
 <p class="what">Half-map FSC: %s. FSC to truth: %s; "never crosses" means the curve stays above
 the threshold up to Nyquist. Mean FSC to truth: its mean over shells 1..Nyquist. RELION's final:
 %s. Angular errors against the true poses, symmetry-aware.</p>
@@ -196,7 +201,7 @@ Everything above is also in <a href="summary.json">summary.json</a>.</p>
 """ % (d['particles'], html.escape(os.path.basename(str(d['model'].get('file', 'the model')))),
        d['box'], d['pixel_size'], 2 * d['pixel_size'], d['snr'] or 0.0, d['snr_requested'],
        'yes' if d['ctf'] else 'no', d['seed'], html.escape(entries[-1]['denoiser']),
-       '\n'.join(_row(e) for e in entries), HALF_WHAT, TRUTH_WHAT, RELION_WHAT, cons_html,
+       '\n'.join(_row(e) for e in entries), notes, HALF_WHAT, TRUTH_WHAT, RELION_WHAT, cons_html,
        html.escape(summary['project']))
     with open(os.path.join(out, 'index.html'), 'w') as fh:
         fh.write(page)

@@ -302,8 +302,8 @@ class ProtRedPriorValidate(EMProtocol):
         lines = report.summary_lines(res)
         lines.append('Resolution (FSC 0.143 / 0.5):')
         lines += ['  %s: %s / %s' % row for row in report.resolution_rows(res)]
-        if res.get('poses') and report.hand_text(res['poses']):
-            lines.append(report.hand_text(res['poses']))
+        if res.get('poses'):
+            lines += report.pose_notes(res['poses'])
         lines.append('Report: %s' % self.getReportPath())
         return lines
 

@@ -152,6 +152,42 @@ class TestHookLosesNothing(Base):
         self.assertFalse(any(os.path.exists(p) for p in files.values()))
 
 
+def _small_filesystem(size='1m'):
+    """A mounted tmpfs of `size` (root only), or None where this machine does not allow it."""
+    if not hasattr(os, 'geteuid') or os.geteuid() != 0:
+        return None
+    folder = tempfile.mkdtemp(prefix='redprior_full_')
+    ok = subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=' + size, 'tmpfs', folder],
+                        capture_output=True).returncode == 0
+    return folder if ok else None
+
+
+class TestHookOnAFullDisk(Base):
+    """Class 2b with a real full disk: the hook stops with a message and loses nothing."""
+
+    def test_full_disk(self):
+        folder = _small_filesystem()
+        if folder is None:
+            self.skipTest('needs root to mount a small tmpfs')
+        self.addCleanup(subprocess.run, ['umount', folder])
+        star, files = writeJob(folder)
+        fd = os.open(os.path.join(folder, 'filler'), os.O_WRONLY | os.O_CREAT)
+        try:  # use up what is left, unbuffered
+            while True:
+                os.write(fd, b'\0' * 4096)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+        self.log = os.path.join(self.dir, 'log.jsonl')  # the log itself can be written
+        rc, text = self.run_hook(star, '--mode', 'gaussian', '--angpix', '2')
+        self.assertEqual(rc, 1)
+        self.assertIn('No space left on device', text)
+        self.assertTrue(all(os.path.exists(p) for p in files.values()))
+        self.assertFalse(os.path.exists(star.replace('.star', '.mrc')))
+        self.assertEqual([f for f in os.listdir(folder) if f.startswith('.tmp_')], [])
+
+
 class TestHookChecksWhatItReads(Base):
     """Classes 3 and 7: inconsistent inputs stop with a message naming the problem."""
 
@@ -301,6 +337,27 @@ class TestFormsRefuseWhatCannotWork(unittest.TestCase):
         with self.assertRaises(ValueError) as cm:
             consensus.consensus([a, b])
         self.assertIn('no particle id in common', str(cm.exception))
+
+
+class TestReservedMapsByContent(unittest.TestCase):
+    """Class 6: a demo map copied away from its simulation.json is still recognised."""
+
+    def test_copied_demo_map_is_refused_and_an_unrelated_map_is_not(self):
+        from redprior.core.io.shipped import DEMO_MODEL
+        from redprior.core.simulation import structure
+        from redprior.core.training_data.ground_truth import ground_truth
+        from redprior.tests.synthetic import blobs
+        folder = tempfile.mkdtemp(prefix='redprior_copied_')
+        copied = os.path.join(folder, 'my_map.mrc')  # no simulation.json beside it
+        write_map(copied, structure.potential_map(DEMO_MODEL, 48, 2.5), 2.5)
+        entry = dict(kind='map', path=copied, source=copied, name='my_map.mrc')
+        with self.assertRaises(ValueError) as cm:
+            ground_truth(entry, 48, 2.5)
+        self.assertIn('is the reserved structure 3HSY', str(cm.exception))
+        other = os.path.join(folder, 'blobs.mrc')
+        write_map(other, blobs(48, 3, k=40).astype(np.float32), 2.5)
+        vol, pixel = ground_truth(dict(entry, path=other, source=other), 48, 2.5)
+        self.assertEqual((vol.shape, pixel), ((48, 48, 48), 2.5))
 
 
 class TestFiles(unittest.TestCase):

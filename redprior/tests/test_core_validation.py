@@ -512,3 +512,28 @@ class TestQualityMetrics(unittest.TestCase):
         m = validation.quality_metrics(self.truth, self.truth, self.truth, self.pixel, R, R_est)
         self.assertAlmostEqual(m['ang_err_median'], 5.0, delta=0.6)
         self.assertAlmostEqual(m['ang_err_p90'], 9.0, delta=0.6)
+
+
+class TestPseudoSymmetry(unittest.TestCase):
+    """A subset refined in an orientation related by one rotation is found and explained."""
+
+    def test_a_pseudo_two_fold_subset(self):
+        rng = np.random.default_rng(8)
+        R = random_poses(500, seed=9)
+        S = angles.axis_angle_matrix(np.array([[0.0, 0.6, 0.8]]), np.array([178.0]))[0]
+        R_est = R @ random_rotations(500, 3.0, rng)  # small errors everywhere
+        flipped = rng.choice(500, 70, replace=False)  # 14 % in the related orientation
+        R_est[flipped] = R_est[flipped] @ S
+        poses = validation.pose_errors(R, R_est)
+        ps = poses['pseudo_symmetry']
+        self.assertAlmostEqual(ps['fraction'], 0.14, delta=0.01)
+        self.assertAlmostEqual(ps['angle'], 178.0, delta=4.0)
+        self.assertGreater(abs(np.dot(ps['axis'], [0.0, 0.6, 0.8])), 0.97)
+        self.assertIn('14 % of the particles (70)', ps['text'])
+        self.assertTrue(any('Near-symmetry' in n for n in report.pose_notes(poses)))
+
+    def test_scattered_errors_are_not_a_symmetry(self):
+        R = random_poses(300, seed=1)
+        R_est = random_poses(300, seed=2)  # unrelated poses: no common rotation
+        self.assertIsNone(validation.pose_errors(R, R_est)['pseudo_symmetry'])
+        self.assertIsNone(validation.pose_errors(R, R)['pseudo_symmetry'])

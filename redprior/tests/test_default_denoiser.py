@@ -9,11 +9,14 @@ in the demo itself (too slow for the default test run).
 """
 import json
 import os
+import pathlib
+import shutil
 import subprocess
 import sys
+import tempfile
+import unittest
 
 import numpy as np
-import pytest
 
 from redprior.core.io.shipped import DEMO_MODEL
 from redprior.core.prior import schedule
@@ -26,11 +29,6 @@ from redprior.core.geometry.masks import solvent_mask
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RESOLUTIONS = (4.5, 5.0, 5.5, 6.0, 6.5, 7.0, 7.5, 8.0, 9.0, 12.0, 16.0)
-
-
-@pytest.fixture(scope="module")
-def model():
-    return Denoiser(DEFAULT_DENOISER)
 
 
 def held_out_pairs(box, pixel, seed=0):
@@ -49,75 +47,89 @@ def held_out_pairs(box, pixel, seed=0):
     return pairs
 
 
-def test_shipped_files_and_metadata():
-    meta = read_metadata(DEFAULT_DENOISER)
-    assert os.path.getsize(DEFAULT_DENOISER) <= 10e6  # committed to the repository
-    assert (meta["box"], meta["pixel_size"], meta["normalisation"]) == (64, 2.0, "standardise")
-    low, high = meta["training_resolution"]
-    assert low < 4.5 and high > 15.0
-    # the single-pass curve of its own held-out structures ships with it, and held-out
-    # structures were not trained on
-    folder = os.path.dirname(DEFAULT_DENOISER)
-    with open(os.path.join(folder, "training_history.json")) as fh:
-        hist = json.load(fh)
-    assert hist["structures_val"] and not set(hist["structures_val"]) & set(
-        hist["structures_train"])
-    assert meta["single_pass"]["medians"]["better than 10 A"]["median_l2"] < 1.0
-    # the per-shell table that 'CW-RED per shell' needs, from the same held-out maps
-    assert schedule.has_shell_table(meta)
+class TestShippedDenoiser(unittest.TestCase):
+    def test_shipped_files_and_metadata(self):
+        meta = read_metadata(DEFAULT_DENOISER)
+        assert os.path.getsize(DEFAULT_DENOISER) <= 10e6  # committed to the repository
+        assert (meta["box"], meta["pixel_size"], meta["normalisation"]) == (64, 2.0, "standardise")
+        low, high = meta["training_resolution"]
+        assert low < 4.5 and high > 15.0
+        # the single-pass curve of its own held-out structures ships with it, and held-out
+        # structures were not trained on
+        folder = os.path.dirname(DEFAULT_DENOISER)
+        with open(os.path.join(folder, "training_history.json")) as fh:
+            hist = json.load(fh)
+        assert hist["structures_val"] and not set(hist["structures_val"]) & set(
+            hist["structures_train"])
+        assert meta["single_pass"]["medians"]["better than 10 A"]["median_l2"] < 1.0
+        # the per-shell table that 'CW-RED per shell' needs, from the same held-out maps
+        assert schedule.has_shell_table(meta)
 
 
-def test_held_out_structure_at_training_pixel_size(model):
-    pairs = held_out_pairs(64, 2.0)
-    result = SP.evaluate(SP.denoiser_fn(model, 2.0), pairs, pixel_size=2.0)
-    med = SP.median_ratios(result["maps"])
-    print("3HSY at 2 A/px:", json.dumps(med))
-    assert med["better than 10 A"]["maps"] >= 8
-    assert med["better than 10 A"]["median_l2"] < 1.0
-    assert med["4-8 A"]["median_l2"] < 0.5  # 0.18 when shipped
+class TestHeldOutStructure(unittest.TestCase):
+    """Single-pass figures of the shipped model on 3HSY (never trained on); the model is
+    loaded once for the class."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.model = Denoiser(DEFAULT_DENOISER)
+
+    def test_held_out_structure_at_training_pixel_size(self):
+        model = self.model
+        pairs = held_out_pairs(64, 2.0)
+        result = SP.evaluate(SP.denoiser_fn(model, 2.0), pairs, pixel_size=2.0)
+        med = SP.median_ratios(result["maps"])
+        print("3HSY at 2 A/px:", json.dumps(med))
+        assert med["better than 10 A"]["maps"] >= 8
+        assert med["better than 10 A"]["median_l2"] < 1.0
+        assert med["4-8 A"]["median_l2"] < 0.5  # 0.18 when shipped
+
+    def test_held_out_structure_at_demo_pixel_size(self):
+        """The demo's grid (box 48, 2.5 A/px): the model is Fourier-resampled by 1.25."""
+        model = self.model
+        pairs = held_out_pairs(48, 2.5, seed=1)
+        result = SP.evaluate(SP.denoiser_fn(model, 2.5), pairs, pixel_size=2.5)
+        med = SP.median_ratios(result["maps"])
+        print("3HSY at 2.5 A/px:", json.dumps(med))
+        assert med["better than 10 A"]["median_l2"] < 1.0
 
 
-def test_held_out_structure_at_demo_pixel_size(model):
-    """The demo's grid (box 48, 2.5 A/px): the model is Fourier-resampled by 1.25."""
-    pairs = held_out_pairs(48, 2.5, seed=1)
-    result = SP.evaluate(SP.denoiser_fn(model, 2.5), pairs, pixel_size=2.5)
-    med = SP.median_ratios(result["maps"])
-    print("3HSY at 2.5 A/px:", json.dumps(med))
-    assert med["better than 10 A"]["median_l2"] < 1.0
+class TestTrainingCommand(unittest.TestCase):
+    def test_training_command_small(self):
+        """The documented command, on 4 structures for a few steps: a model that loads and
+        denoises, its report and the held-out figures."""
+        from redprior.core.structure_set.manifest import MANIFEST
 
+        tmp_path = pathlib.Path(tempfile.mkdtemp(prefix="redprior_train_"))
+        self.addCleanup(shutil.rmtree, tmp_path, ignore_errors=True)
 
-def test_training_command_small(tmp_path):
-    """The documented command, on 4 structures for a few steps: a model that loads and
-    denoises, its report and the held-out figures."""
-    from redprior.core.structure_set.manifest import MANIFEST
-
-    # four chains of 2GTL that fit the 128 A box and ship with tmtools (always installed), so
-    # that the test does not depend on the optional training sources
-    with open(MANIFEST) as fh:
-        manifest = json.load(fh)
-    manifest["chains"] = [c for c in manifest["chains"]
-                          if c["id"] in {"tmtools:2gtl.cif:%s" % k for k in "ABCD"}]
-    assert len(manifest["chains"]) == 4
-    small = tmp_path / "manifest.json"
-    small.write_text(json.dumps(manifest))
-    out = tmp_path / "model"
-    env = dict(os.environ, REDPRIOR_SCIPION_ROOT=str(tmp_path / "scipion"))
-    cmd = [sys.executable, os.path.join(REPO, "scripts", "train_default_denoiser.py"),
-           "--out", str(out), "--manifest", str(small), "--pairs-per-structure", "2",
-           "--epochs", "1", "--steps-per-epoch", "2", "--val-fraction", "0.3",
-           "--base-filters", "2"]
-    run = subprocess.run(cmd, env=env, cwd=str(tmp_path), capture_output=True, text=True,
-                         timeout=600)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    path = out / "redprior_default_denoiser.keras"
-    meta = json.loads(open(metadata_path(str(path))).read())
-    assert meta["box"] == 64 and meta["parameters"] < 100000
-    report = (out / "TRAINING_REPORT.md").read_text()
-    assert "8 pairs of 4 structures" in report
-    assert "--pairs-per-structure 2" in report
-    for png in ("loss.png", "single_pass.png", "pair_examples.png"):
-        assert (out / png).stat().st_size > 1000
-    # the shipped copy (weights only, no optimiser state) loads and changes a noisy map
-    x = held_out_pairs(64, 2.0)[0].x
-    y = Denoiser(str(path))(x, 2.0)
-    assert y.shape == x.shape and np.all(np.isfinite(y)) and not np.allclose(y, x)
+        # four chains of 2GTL that fit the 128 A box and ship with tmtools (always installed), so
+        # that the test does not depend on the optional training sources
+        with open(MANIFEST) as fh:
+            manifest = json.load(fh)
+        manifest["chains"] = [c for c in manifest["chains"]
+                              if c["id"] in {"tmtools:2gtl.cif:%s" % k for k in "ABCD"}]
+        assert len(manifest["chains"]) == 4
+        small = tmp_path / "manifest.json"
+        small.write_text(json.dumps(manifest))
+        out = tmp_path / "model"
+        env = dict(os.environ, REDPRIOR_SCIPION_ROOT=str(tmp_path / "scipion"))
+        cmd = [sys.executable, os.path.join(REPO, "scripts", "train_default_denoiser.py"),
+               "--out", str(out), "--manifest", str(small), "--pairs-per-structure", "2",
+               "--epochs", "1", "--steps-per-epoch", "2", "--val-fraction", "0.3",
+               "--base-filters", "2"]
+        run = subprocess.run(cmd, env=env, cwd=str(tmp_path), capture_output=True, text=True,
+                             timeout=600)
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+        path = out / "redprior_default_denoiser.keras"
+        meta = json.loads(open(metadata_path(str(path))).read())
+        assert meta["box"] == 64 and meta["parameters"] < 100000
+        report = (out / "TRAINING_REPORT.md").read_text()
+        assert "8 pairs of 4 structures" in report
+        assert "--pairs-per-structure 2" in report
+        for png in ("loss.png", "single_pass.png", "pair_examples.png"):
+            assert (out / png).stat().st_size > 1000
+        # the shipped copy (weights only, no optimiser state) loads and changes a noisy map
+        x = held_out_pairs(64, 2.0)[0].x
+        y = Denoiser(str(path))(x, 2.0)
+        assert y.shape == x.shape and np.all(np.isfinite(y)) and not np.allclose(y, x)

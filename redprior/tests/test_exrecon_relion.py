@@ -4,11 +4,16 @@ A short relion_refine run (2 iterations) calls our program in Gaussian mode with
 RELION's B, K and STAR files of every call stay on disk; each is then reconstructed by
 relion_external_reconstruct (RELION's code) and by our program with lambda = 0.
 """
+import contextlib
 import glob
+import io
 import os
+import pathlib
 import shutil
 import subprocess
 import sys
+import tempfile
+import unittest
 
 import pytest
 
@@ -23,16 +28,15 @@ from redprior.core.simulation import particles as simulate
 from redprior.core.simulation import structure
 from redprior.core.fourier import filters as fourier
 
-pytestmark = pytest.mark.skipif(shutil.which("relion_refine") is None,
-                                reason="RELION is not installed (apt-get install relion)")
+NO_RELION = shutil.which("relion_refine") is None
+NO_RELION_REASON = "RELION is not installed (apt-get install relion)"
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BOX, PIX = 40, 3.0
 
 
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("exrecon")
+def make_dataset(folder):
+    """300 simulated particles of the demo model and a 30 A low-pass reference in `folder`."""
     gt = structure.potential_map(DEMO_MODEL, BOX, PIX)
     sim = simulate.simulate_particles(gt, PIX, 300, snr=0.3, seed=3)
     particles_star.write_particles(sim, PIX, str(folder))
@@ -43,156 +47,215 @@ def dataset(tmp_path_factory):
 def _run_refine(folder, pad):
     out = folder / f"pad{pad}"
     out.mkdir()
-    hook = f"{sys.executable} {REPO}/redprior_exrecon.py --mode gaussian --keep --log {out}/log.jsonl"
+    hook = (f"{sys.executable} {REPO}/redprior_exrecon.py --mode gaussian --keep "
+            f"--log {out}/log.jsonl")
     env = dict(os.environ, RELION_EXTERNAL_RECONSTRUCT_EXECUTABLE=hook)
     cmd = ["relion_refine", "--o", f"pad{pad}/run", "--i", "particles.star", "--ref", "ref.mrc",
            "--iter", "2", "--K", "1", "--tau2_fudge", "2", "--ini_high", "30",
-           "--particle_diameter", "110", "--flatten_solvent", "--zero_mask", "--oversampling", "1",
-           "--healpix_order", "1", "--offset_range", "2", "--offset_step", "1", "--sym", "C1",
-           "--norm", "--scale", "--j", "1", "--pad", str(pad), "--random_seed", "1",
+           "--particle_diameter", "110", "--flatten_solvent", "--zero_mask", "--oversampling",
+           "1", "--healpix_order", "1", "--offset_range", "2", "--offset_step", "1", "--sym",
+           "C1", "--norm", "--scale", "--j", "1", "--pad", str(pad), "--random_seed", "1",
            "--external_reconstruct", "--dont_combine_weights_via_disc", "--preread_images"]
     proc = subprocess.run(cmd, cwd=folder, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     return out
 
 
-@pytest.mark.parametrize("pad", [1, 2])
-def test_lambda0_reproduces_relion(dataset, pad, monkeypatch):
-    out = _run_refine(dataset, pad)
-    monkeypatch.chdir(dataset)  # RELION runs the program from its working directory
-    stars = sorted(glob.glob(str(out / "run_it*_external_reconstruct.star")))
-    assert len(stars) == 2, stars  # one call per iteration (no split halves)
-    records = read_log(str(out / "log.jsonl"))
-    assert [r["iteration"] for r in records] == [1, 2]
-    assert all(r["lambda"] == 0.0 for r in records)
-    for star in stars:
-        ref = str(out / "relion.mrc")
-        mine = str(out / "ours.mrc")
-        subprocess.run(["relion_external_reconstruct", os.path.relpath(star, dataset), "--o", ref],
-                       cwd=dataset, check=True, capture_output=True)
-        # relion_external_reconstruct puts the prior on every shell: --minres-map -1 as well.
-        rc = exrecon_main([os.path.relpath(star, dataset), "--keep", "--minres-map", "-1", "--o", mine])
-        assert rc == 0
-        a, _ = read_map(ref)
-        b, _ = read_map(mine)
-        cc = correlation(a, b)
-        assert cc >= 0.9999, f"{os.path.basename(star)} pad {pad}: cc {cc}"
+@unittest.skipIf(NO_RELION, NO_RELION_REASON)
+class TestCwredSchedule(unittest.TestCase):
+    def test_cwred_schedule(self):
+        assert schedule.cwred_lambda(12.0) == 0.0
+        assert schedule.cwred_lambda(10.0) == 0.0
+        assert schedule.cwred_lambda(4.5) == 1.0
+        assert schedule.cwred_lambda(3.0) == 1.0
+        # pytest.approx(0.5): relative tolerance 1e-6
+        self.assertAlmostEqual(schedule.cwred_lambda(7.25), 0.5, delta=1e-6 * 0.5)
+        assert schedule.schedule_lambda("gaussian", 3.0) == 0.0
+        assert schedule.schedule_lambda("red", 30.0, red_lambda=0.7) == 0.7
 
 
-def test_program_errors_are_readable(dataset, tmp_path, capsys, monkeypatch):
-    rc = exrecon_main([str(tmp_path / "missing_external_reconstruct.star")])
-    assert rc == 1
-    assert "does not exist" in capsys.readouterr().err
-    # --mode red without a model must stop RELION, not silently run without the prior
-    star = sorted(glob.glob(str(dataset / "pad*/run_it001_external_reconstruct.star")))
-    if star:
-        monkeypatch.chdir(dataset)
-        rc = exrecon_main([os.path.relpath(star[0], dataset), "--mode", "red", "--keep"])
+@unittest.skipIf(NO_RELION, NO_RELION_REASON)
+class TestExreconWithRelion(unittest.TestCase):
+    """Real relion_refine runs on one simulated data set, made once for the class; each run
+    writes its own sub-folder of it (pad1, pad2, cont, killed, plain, hook)."""
+
+    @classmethod
+    def setUpClass(cls):
+        folder = tempfile.mkdtemp(prefix="redprior_exrecon_")
+        cls.addClassCleanup(shutil.rmtree, folder, ignore_errors=True)
+        cls.dataset = make_dataset(pathlib.Path(folder))
+        cls._pad_runs = {}
+
+    @classmethod
+    def pad_run(cls, pad):
+        """The 2-iteration Gaussian-mode refinement with --pad `pad` (its folder), run on the
+        first call only: test_lambda0_reproduces_relion checks it, and
+        test_program_errors_are_readable needs its STAR files, in whatever order they run."""
+        if pad not in cls._pad_runs:
+            try:
+                cls._pad_runs[pad] = _run_refine(cls.dataset, pad)
+            except Exception as exc:
+                cls._pad_runs[pad] = exc
+                raise
+        got = cls._pad_runs[pad]
+        if isinstance(got, Exception):
+            raise AssertionError(f"relion_refine --pad {pad} failed (first call): {got}")
+        return got
+
+    def chdir(self, folder):
+        old = os.getcwd()
+        os.chdir(folder)
+        self.addCleanup(os.chdir, old)
+
+    def test_lambda0_reproduces_relion(self):
+        dataset = self.dataset
+        for pad in (1, 2):
+            with self.subTest(pad=pad):
+                out = self.pad_run(pad)
+                self.chdir(dataset)  # RELION runs the program from its working directory
+                stars = sorted(glob.glob(str(out / "run_it*_external_reconstruct.star")))
+                assert len(stars) == 2, stars  # one call per iteration (no split halves)
+                records = read_log(str(out / "log.jsonl"))
+                assert [r["iteration"] for r in records] == [1, 2]
+                assert all(r["lambda"] == 0.0 for r in records)
+                for star in stars:
+                    ref = str(out / "relion.mrc")
+                    mine = str(out / "ours.mrc")
+                    subprocess.run(["relion_external_reconstruct",
+                                    os.path.relpath(star, dataset), "--o", ref],
+                                   cwd=dataset, check=True, capture_output=True)
+                    # relion_external_reconstruct puts the prior on every shell: --minres-map
+                    # -1 as well.
+                    rc = exrecon_main([os.path.relpath(star, dataset), "--keep", "--minres-map",
+                                       "-1", "--o", mine])
+                    assert rc == 0
+                    a, _ = read_map(ref)
+                    b, _ = read_map(mine)
+                    cc = correlation(a, b)
+                    assert cc >= 0.9999, f"{os.path.basename(star)} pad {pad}: cc {cc}"
+
+    def test_program_errors_are_readable(self):
+        dataset = self.dataset
+        tmp_path = pathlib.Path(tempfile.mkdtemp(prefix="redprior_missing_"))
+        self.addCleanup(shutil.rmtree, tmp_path, ignore_errors=True)
+        err = io.StringIO()
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+            rc = exrecon_main([str(tmp_path / "missing_external_reconstruct.star")])
         assert rc == 1
-        assert "needs --model" in capsys.readouterr().err
+        assert "does not exist" in err.getvalue()
+        # --mode red without a model must stop RELION, not silently run without the prior.
+        # It needs RELION's files of a real call: those of the --pad 1 run (made here if no
+        # other test made them yet).
+        # (RELION 3.1 names them run_it001_class001_external_reconstruct.star: the pattern
+        # run_it001_external_reconstruct.star matched nothing, and this half never ran.)
+        out = self.pad_run(1)
+        star = sorted(glob.glob(str(out / "run_it001*_external_reconstruct.star")))
+        self.assertTrue(star, "the --pad 1 run left no run_it001*_external_reconstruct.star")
+        self.chdir(dataset)
+        err = io.StringIO()
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+            rc = exrecon_main([os.path.relpath(star[0], dataset), "--mode", "red", "--keep"])
+        assert rc == 1
+        assert "needs --model" in err.getvalue()
 
+    def test_continue_keeps_prior(self):
+        """An interrupted refinement continued with --continue still calls the hook with the
+        prior."""
+        from redprior.tests.placeholder_model import write_placeholder_model
+        from redprior.core.relion.run_folder import last_optimiser
 
-def test_cwred_schedule():
-    assert schedule.cwred_lambda(12.0) == 0.0
-    assert schedule.cwred_lambda(10.0) == 0.0
-    assert schedule.cwred_lambda(4.5) == 1.0
-    assert schedule.cwred_lambda(3.0) == 1.0
-    assert schedule.cwred_lambda(7.25) == pytest.approx(0.5)
-    assert schedule.schedule_lambda("gaussian", 3.0) == 0.0
-    assert schedule.schedule_lambda("red", 30.0, red_lambda=0.7) == 0.7
+        dataset = self.dataset
+        out = dataset / "cont"
+        out.mkdir()
+        model = write_placeholder_model(str(out / "m.keras"), BOX, PIX)
+        log = out / "log.jsonl"
+        hook = (f"{sys.executable} {REPO}/redprior_exrecon.py --mode red --lambda 0.5 "
+                f"--model {model} --angpix {PIX} --log {log}")
+        env = dict(os.environ, RELION_EXTERNAL_RECONSTRUCT_EXECUTABLE=hook)
+        base = ["relion_refine", "--K", "1", "--tau2_fudge", "2", "--particle_diameter", "110",
+                "--oversampling", "1", "--healpix_order", "1", "--offset_range", "2",
+                "--offset_step", "1", "--j", "1", "--pad", "2", "--external_reconstruct",
+                "--dont_combine_weights_via_disc"]
+        first = base + ["--o", "cont/run", "--i", "particles.star", "--ref", "ref.mrc",
+                        "--iter", "1", "--ini_high", "30", "--sym", "C1", "--norm", "--scale",
+                        "--random_seed", "1"]
+        proc = subprocess.run(first, cwd=dataset, env=env, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        # 'interrupted' after iteration 1: the protocol finds where to continue from
+        found = last_optimiser(str(out))
+        assert found is not None and found[1] == 1
+        cont = base + ["--continue", os.path.relpath(found[0], dataset), "--o", "cont/run_ct1",
+                       "--iter", "2"]
+        proc = subprocess.run(cont, cwd=dataset, env=env, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        records = read_log(str(log))
+        assert [r["iteration"] for r in records] == [1, 2]
+        assert all(r["lambda"] == 0.5 and r["mode"] == "red" for r in records)
 
+    @pytest.mark.slow
+    def test_gaussian_hook_reproduces_plain_relion_refinement(self):
+        """Whole auto-refine: plain RELION vs our hook with lambda 0 (slow: two
+        refinements)."""
+        dataset = self.dataset
+        env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+                   OMPI_MCA_rmaps_base_oversubscribe="1")
+        hook = f"{sys.executable} {REPO}/redprior_exrecon.py --mode gaussian"
+        maps, its = {}, {}
+        for name, extra in (("plain", []), ("hook", ["--external_reconstruct"])):
+            (dataset / name).mkdir()
+            cmd = ["mpirun", "-n", "3", "relion_refine_mpi", "--o", f"{name}/run",
+                   "--auto_refine", "--split_random_halves", "--i", "particles.star", "--ref",
+                   "ref.mrc", "--ini_high", "30", "--particle_diameter", "110",
+                   "--flatten_solvent", "--zero_mask", "--oversampling", "1", "--healpix_order",
+                   "1", "--auto_local_healpix_order", "3", "--offset_range", "2",
+                   "--offset_step", "1", "--sym", "C1", "--low_resol_join_halves", "40",
+                   "--norm", "--scale", "--j", "1", "--pad", "2", "--random_seed", "42",
+                   "--dont_combine_weights_via_disc", "--preread_images", *extra]
+            run_env = dict(env, RELION_EXTERNAL_RECONSTRUCT_EXECUTABLE=hook) if extra else env
+            proc = subprocess.run(cmd, cwd=dataset, env=run_env, capture_output=True, text=True)
+            assert proc.returncode == 0, proc.stdout[-2000:]
+            maps[name], _ = read_map(str(dataset / name / "run_class001.mrc"))
+            its[name] = len(glob.glob(str(dataset / name / "run_it*_optimiser.star")))
+        assert its["plain"] == its["hook"]
+        assert correlation(maps["plain"], maps["hook"]) > 0.999
 
-def test_continue_keeps_prior(dataset):
-    """An interrupted refinement continued with --continue still calls the hook with the prior."""
-    from redprior.tests.placeholder_model import write_placeholder_model
-    from redprior.core.relion.run_folder import last_optimiser
+    def test_killed_worker_mid_refinement_keeps_the_prior(self):
+        """A real relion_refine run whose denoiser worker is killed after the first M-step: the
+        next calls load the model themselves (and say so); lambda stays what was asked for."""
+        import time
+        from redprior.tests.placeholder_model import write_placeholder_model
+        from redprior.core.denoiser.worker import wait_ready
 
-    out = dataset / "cont"
-    out.mkdir()
-    model = write_placeholder_model(str(out / "m.keras"), BOX, PIX)
-    log = out / "log.jsonl"
-    hook = (f"{sys.executable} {REPO}/redprior_exrecon.py --mode red --lambda 0.5 --model {model} "
-            f"--angpix {PIX} --log {log}")
-    env = dict(os.environ, RELION_EXTERNAL_RECONSTRUCT_EXECUTABLE=hook)
-    base = ["relion_refine", "--K", "1", "--tau2_fudge", "2", "--particle_diameter", "110",
-            "--oversampling", "1", "--healpix_order", "1", "--offset_range", "2", "--offset_step", "1",
-            "--j", "1", "--pad", "2", "--external_reconstruct", "--dont_combine_weights_via_disc"]
-    first = base + ["--o", "cont/run", "--i", "particles.star", "--ref", "ref.mrc", "--iter", "1",
-                    "--ini_high", "30", "--sym", "C1", "--norm", "--scale", "--random_seed", "1"]
-    proc = subprocess.run(first, cwd=dataset, env=env, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    # 'interrupted' after iteration 1: the protocol finds where to continue from
-    found = last_optimiser(str(out))
-    assert found is not None and found[1] == 1
-    cont = base + ["--continue", os.path.relpath(found[0], dataset), "--o", "cont/run_ct1", "--iter", "2"]
-    proc = subprocess.run(cont, cwd=dataset, env=env, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    records = read_log(str(log))
-    assert [r["iteration"] for r in records] == [1, 2]
-    assert all(r["lambda"] == 0.5 and r["mode"] == "red" for r in records)
-
-
-@pytest.mark.slow
-def test_gaussian_hook_reproduces_plain_relion_refinement(dataset):
-    """Whole auto-refine: plain RELION vs our hook with lambda 0 (slow: two refinements)."""
-    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-               OMPI_MCA_rmaps_base_oversubscribe="1")
-    hook = f"{sys.executable} {REPO}/redprior_exrecon.py --mode gaussian"
-    maps, its = {}, {}
-    for name, extra in (("plain", []), ("hook", ["--external_reconstruct"])):
-        (dataset / name).mkdir()
-        cmd = ["mpirun", "-n", "3", "relion_refine_mpi", "--o", f"{name}/run", "--auto_refine",
-               "--split_random_halves", "--i", "particles.star", "--ref", "ref.mrc", "--ini_high", "30",
-               "--particle_diameter", "110", "--flatten_solvent", "--zero_mask", "--oversampling", "1",
-               "--healpix_order", "1", "--auto_local_healpix_order", "3", "--offset_range", "2",
-               "--offset_step", "1", "--sym", "C1", "--low_resol_join_halves", "40", "--norm",
-               "--scale", "--j", "1", "--pad", "2", "--random_seed", "42",
-               "--dont_combine_weights_via_disc", "--preread_images", *extra]
-        run_env = dict(env, RELION_EXTERNAL_RECONSTRUCT_EXECUTABLE=hook) if extra else env
-        proc = subprocess.run(cmd, cwd=dataset, env=run_env, capture_output=True, text=True)
-        assert proc.returncode == 0, proc.stdout[-2000:]
-        maps[name], _ = read_map(str(dataset / name / "run_class001.mrc"))
-        its[name] = len(glob.glob(str(dataset / name / "run_it*_optimiser.star")))
-    assert its["plain"] == its["hook"]
-    assert correlation(maps["plain"], maps["hook"]) > 0.999
-
-
-def test_killed_worker_mid_refinement_keeps_the_prior(dataset):
-    """A real relion_refine run whose denoiser worker is killed after the first M-step: the
-    next calls load the model themselves (and say so); lambda stays what was asked for."""
-    import time
-    from redprior.tests.placeholder_model import write_placeholder_model
-    from redprior.core.denoiser.worker import wait_ready
-
-    out = dataset / "killed"
-    out.mkdir()
-    model = write_placeholder_model(str(out / "m.keras"), BOX, PIX)
-    sock = str(out / "w.sock")
-    worker = subprocess.Popen([sys.executable, "-m", "redprior_worker", "--model", model,
-                               "--socket", sock], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    assert wait_ready(sock, worker, timeout=120)
-    log = out / "log.jsonl"
-    hook = (f"{sys.executable} {REPO}/redprior_exrecon.py --mode red --lambda 1 --model {model} "
-            f"--angpix {PIX} --log {log} --worker {sock}")
-    env = dict(os.environ, RELION_EXTERNAL_RECONSTRUCT_EXECUTABLE=hook)
-    cmd = ["relion_refine", "--o", "killed/run", "--i", "particles.star", "--ref", "ref.mrc",
-           "--iter", "3", "--K", "1", "--tau2_fudge", "2", "--ini_high", "30",
-           "--particle_diameter", "110", "--oversampling", "1", "--healpix_order", "1",
-           "--offset_range", "2", "--offset_step", "1", "--sym", "C1", "--norm", "--scale",
-           "--j", "1", "--pad", "2", "--random_seed", "1", "--external_reconstruct",
-           "--dont_combine_weights_via_disc", "--preread_images"]
-    relion = subprocess.Popen(cmd, cwd=dataset, env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True)
-    t0 = time.time()
-    while not read_log(str(log)) and time.time() - t0 < 600 and relion.poll() is None:
-        time.sleep(0.5)
-    worker.kill()
-    output, _ = relion.communicate(timeout=900)
-    assert relion.returncode == 0, output[-2000:]
-    records = read_log(str(log))
-    assert [r["iteration"] for r in records] == [1, 2, 3]
-    assert records[0]["denoiser"] == "worker"
-    assert all(r["denoiser"].startswith("in-process") for r in records[1:]), records
-    assert all(r["lambda"] == 1.0 for r in records)
-    assert "loading the model in this process" in output
+        dataset = self.dataset
+        out = dataset / "killed"
+        out.mkdir()
+        model = write_placeholder_model(str(out / "m.keras"), BOX, PIX)
+        sock = str(out / "w.sock")
+        worker = subprocess.Popen([sys.executable, "-m", "redprior_worker", "--model", model,
+                                   "--socket", sock], stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        assert wait_ready(sock, worker, timeout=120)
+        log = out / "log.jsonl"
+        hook = (f"{sys.executable} {REPO}/redprior_exrecon.py --mode red --lambda 1 "
+                f"--model {model} --angpix {PIX} --log {log} --worker {sock}")
+        env = dict(os.environ, RELION_EXTERNAL_RECONSTRUCT_EXECUTABLE=hook)
+        cmd = ["relion_refine", "--o", "killed/run", "--i", "particles.star", "--ref", "ref.mrc",
+               "--iter", "3", "--K", "1", "--tau2_fudge", "2", "--ini_high", "30",
+               "--particle_diameter", "110", "--oversampling", "1", "--healpix_order", "1",
+               "--offset_range", "2", "--offset_step", "1", "--sym", "C1", "--norm", "--scale",
+               "--j", "1", "--pad", "2", "--random_seed", "1", "--external_reconstruct",
+               "--dont_combine_weights_via_disc", "--preread_images"]
+        relion = subprocess.Popen(cmd, cwd=dataset, env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True)
+        t0 = time.time()
+        while not read_log(str(log)) and time.time() - t0 < 600 and relion.poll() is None:
+            time.sleep(0.5)
+        worker.kill()
+        output, _ = relion.communicate(timeout=900)
+        assert relion.returncode == 0, output[-2000:]
+        records = read_log(str(log))
+        assert [r["iteration"] for r in records] == [1, 2, 3]
+        assert records[0]["denoiser"] == "worker"
+        assert all(r["denoiser"].startswith("in-process") for r in records[1:]), records
+        assert all(r["lambda"] == 1.0 for r in records)
+        assert "loading the model in this process" in output

@@ -308,3 +308,35 @@ def error_percentiles(errors, percentiles=DEFAULT_PERCENTILES):
     out['rms'] = float(np.sqrt((e ** 2).mean())) if e.size else None
     out['max'] = float(e.max()) if e.size else None
     return out
+
+
+def dominant_relative_rotation(R_ref, R_other, min_angle=30.0, tol=10.0, max_candidates=200,
+                               seed=0):
+    """The rotation S that relates many far-off poses (R_other ~ R_ref S), or None.
+
+    Among the particles whose poses differ by more than min_angle (deg), the relative
+    rotations S_i = R_ref_i^T R_other_i are clustered: the S with the most others within
+    tol degrees wins. Returns dict(matrix, angle, axis, count) for that cluster. A large
+    cluster means a near-symmetry of the map (e.g. a dimer's pseudo two-fold): those particles
+    are refined in the orientation related by it.
+    """
+    R_ref, R_other = _stack(R_ref), _stack(R_other)
+    S = np.einsum('nji,njk->nik', R_ref, R_other)  # R_ref^T R_other
+    far = np.nonzero(rotation_angle(S) > min_angle)[0]
+    if len(far) == 0:
+        return None
+    rng = np.random.default_rng(seed)
+    cand = far if len(far) <= max_candidates else rng.choice(far, max_candidates, False)
+    best, best_count = None, 0
+    for c in cand:
+        count = int(np.sum(rotation_angle(np.einsum('ji,njk->nik', S[c], S[far])) <= tol))
+        if count > best_count:
+            best, best_count = c, count
+    M = S[best]
+    angle = float(rotation_angle(M))
+    w = np.array([M[2, 1] - M[1, 2], M[0, 2] - M[2, 0], M[1, 0] - M[0, 1]])
+    if np.linalg.norm(w) < 1e-6 or angle > 179.0:  # ~180 deg: the axis is the eigenvector of 1
+        vals, vecs = np.linalg.eigh(0.5 * (M + M.T))
+        w = vecs[:, np.argmax(vals)]
+    axis = w / max(np.linalg.norm(w), 1e-12)
+    return dict(matrix=M, angle=angle, axis=axis.tolist(), count=best_count)

@@ -12,6 +12,7 @@ import numpy as np
 
 from redprior.core.structure_set.manifest import TrainingChain
 from redprior.core.structure_set.reserved import check_not_reserved
+from redprior.core.structure_set.reserved_maps import check_map_not_reserved
 
 _MODEL_OR_MAP = re.compile(r'\.(pdb|cif|ent|mrc|map)(\.gz)?$', re.I)
 
@@ -43,7 +44,10 @@ def ground_truth(entry, box, pixel_size):
             check_reserved(entry['source'])
         vol, header = mrcio.read_map(entry['path'])
         mrcio.check_cube(vol, entry['path'])
-        return vol.astype(np.float64), float(entry.get('pixel') or header)
+        pixel = float(entry.get('pixel') or header)
+        # by content too: a copied map no longer says which model it was simulated from
+        check_map_not_reserved(vol, pixel, label=entry['path'])
+        return vol.astype(np.float64), pixel
     if entry['kind'] == 'model':
         check_reserved(entry['path'])
         model = entry['path']

@@ -307,6 +307,34 @@ def overestimation_summary(checks):
 # ---------------------------------------------------------------------------------------
 # Poses
 # ---------------------------------------------------------------------------------------
+PSEUDO_SYMMETRY_MIN_FRACTION = 0.03  # a cluster of far-off particles this big is reported
+PSEUDO_SYMMETRY_MIN_ERROR = 30.0     # deg: particles beyond this are "far off"
+
+
+def pseudo_symmetry(R_true, R_est, errors):
+    """A near-symmetric subset: far-off particles all related to the truth by one rotation.
+
+    Returns dict(fraction, count, angle, axis, text) when at least
+    PSEUDO_SYMMETRY_MIN_FRACTION of the particles share one relating rotation, else None.
+    """
+    errors = np.asarray(errors, dtype=float)
+    n = len(errors)
+    if n == 0:
+        return None
+    found = angles.dominant_relative_rotation(R_true, R_est, PSEUDO_SYMMETRY_MIN_ERROR)
+    if found is None or found['count'] < max(3, PSEUDO_SYMMETRY_MIN_FRACTION * n):
+        return None
+    frac = found['count'] / float(n)
+    ax = found['axis']
+    text = ('%.0f %% of the particles (%d) are refined in an orientation related to the truth '
+            'by one %.0f° rotation about (%.2f, %.2f, %.2f): a near-symmetry of the map (e.g. '
+            'the pseudo two-fold of a dimer), not random misalignment. Their angular errors '
+            'are large by construction; the map is still consistent if the two related views '
+            'look alike.' % (100 * frac, found['count'], found['angle'], ax[0], ax[1], ax[2]))
+    return dict(fraction=frac, count=int(found['count']), angle=found['angle'], axis=ax,
+                text=text)
+
+
 def pose_errors(R_true, R_est, symmetry='C1', shifts_true_A=None, shifts_est_A=None,
                 align=False, check_hand=True, percentiles=angles.DEFAULT_PERCENTILES, ids=None):
     """Per-particle angular (deg, symmetry-aware) and shift (A) errors against true poses.
@@ -325,6 +353,8 @@ def pose_errors(R_true, R_est, symmetry='C1', shifts_true_A=None, shifts_est_A=N
     if 'hand' in cmp:
         out.update(hand=cmp['hand'], median_same_hand=cmp['median_same'],
                    median_mirror_hand=cmp['median_mirror'])
+    out['pseudo_symmetry'] = pseudo_symmetry(R_true, R_est @ np.asarray(cmp['G']),
+                                             cmp['errors'])
     if shifts_true_A is not None and shifts_est_A is not None:
         d = np.asarray(shifts_est_A, dtype=float) - np.asarray(shifts_true_A, dtype=float)
         err = np.hypot(d[:, 0], d[:, 1])

@@ -135,6 +135,14 @@ def pose_rows(poses):
     return rows
 
 
+def pose_notes(poses):
+    """The hand check and a near-symmetric subset, in words (empty list if neither applies)."""
+    notes = [hand_text(poses)] if hand_text(poses) else []
+    if (poses.get('pseudo_symmetry') or {}).get('text'):
+        notes.append('Near-symmetry: ' + poses['pseudo_symmetry']['text'])
+    return notes
+
+
 def hand_text(poses):
     if 'hand' not in poses:
         return ''
@@ -161,6 +169,8 @@ def summary_lines(results):
         a = poses['angular']
         lines.append('Angular error (deg) over %d particles: median %.3g, 90th pct %.3g'
                      % (a['n'], a['p50'], a['p90']))
+        if (poses.get('pseudo_symmetry') or {}).get('text'):
+            lines.append('Near-symmetry: ' + poses['pseudo_symmetry']['text'])
     return lines
 
 
@@ -225,8 +235,8 @@ def write_html(results, folder, title, figures, info=None):
                         if poses.get('aligned') else ''))
         parts.append(_table(['error', 'median', '75th', '90th', '95th', 'mean', 'max'],
                             pose_rows(poses)))
-        if hand_text(poses):
-            parts.append('<p>%s</p>' % esc(hand_text(poses)))
+        for note in pose_notes(poses):
+            parts.append('<p>%s</p>' % esc(note))
         if 'poses' in figures:
             parts.append('<img src="%s" alt="pose errors">'
                          % esc(os.path.basename(figures['poses'])))
@@ -264,8 +274,10 @@ def write_pdf(results, folder, title, info=None):
     lines.append('Box %d px, %.4g A/px (Nyquist %.3g A); mask %s (mean %.3f)'
                  % (results['box'], results['pixel_size'], results['nyquist_A'],
                     results['mask']['source'], results['mask']['fraction']))
-    lines += [''] + ['%-52s %-28s %s' % ('curve', 'FSC = 0.143', 'FSC = 0.5')]
-    lines += ['%-52s %-28s %s' % row for row in resolution_rows(results)]
+    lines += ['', 'Resolutions (FSC = 0.143 | FSC = 0.5):']
+    # one curve per line, its resolutions on the next: the texts are too long for columns
+    for label, r0143, r05 in resolution_rows(results):
+        lines += [label, '    %s | %s' % (r0143, r05)]
     lines += ['', 'Overestimation: ' + results['overestimation']['verdict'],
               results['overestimation']['rule']]
     lines += results.get('notes', [])
@@ -274,8 +286,7 @@ def write_pdf(results, folder, title, info=None):
         lines += ['', 'Pose errors (%d particles, symmetry %s): median / 75th / 90th / 95th / '
                       'mean / max' % (poses['n'], poses['symmetry'])]
         lines += ['  %-22s ' % r[0] + ' / '.join(r[1:]) for r in pose_rows(poses)]
-        if hand_text(poses):
-            lines.append(hand_text(poses))
+        lines += pose_notes(poses)
     path = os.path.join(folder, 'report.pdf')
     with PdfPages(path) as pdf:
         pdf.savefig(_text_page(title, lines))
