@@ -144,7 +144,7 @@ class ProtRedPriorValidate(EMProtocol):
         write_json(self._getExtraPath(MAPS_JSON), res)
 
     def computePosesStep(self, trueId, refinedId, symmetry, align):
-        from redprior.core.validation import metrics as validation
+        from redprior.core.validation.poses import pose_errors
         ids_t, R_t, s_t = posesFromSet(self.trueParticles.get())
         ids_r, R_r, s_r = posesFromSet(self.refinedParticles.get())
         common, it, ir = np.intersect1d(ids_t, ids_r, return_indices=True)
@@ -154,12 +154,13 @@ class ProtRedPriorValidate(EMProtocol):
             raise ValueError('The true and refined particle sets have no particle id in '
                              'common. Give the refinement\'s output particles and the set it '
                              'was refined from (or its source, e.g. "simulate particles").')
-        poses = validation.pose_errors(R_t[it], R_r[ir], symmetry, s_t[it], s_r[ir],
-                                       align=align, check_hand=True, ids=common)
+        poses = pose_errors(R_t[it], R_r[ir], symmetry, s_t[it], s_r[ir], align=align,
+                            check_hand=True, ids=common)
         a, s = poses['angular'], poses['shift']
         self.info('Angular error (deg, %s): median %.3g, 75th %.3g, 90th %.3g, 95th %.3g'
                   % (symmetry, a['p50'], a['p75'], a['p90'], a['p95']))
-        self.info('Shift error (A): median %.3g, 90th %.3g' % (s['p50'], s['p90']))
+        self.info('Shift error (Å): median %.3g, 90th %.3g; %s'
+                  % (s['p50'], s['p90'], poses['shift_bias']['text']))
         if poses.get('hand') == 'mirror':
             self.warning('The refined poses fit the MIRROR image of the truth better: the map '
                          'probably has the wrong hand.')

@@ -16,6 +16,7 @@ from redprior.core.fourier.grid import radius2
 from redprior.core.io.jsonfile import read_json, write_json
 from redprior.core.validation import report
 from redprior.core.validation import metrics as validation
+from redprior.core.validation import poses
 from redprior.core.fourier.fsc import fsc
 from redprior.core.geometry.euler import euler_to_matrix, uniform_rotations
 
@@ -423,7 +424,7 @@ class TestPoseErrorsAndReport(unittest.TestCase):
         shifts = rng.normal(size=(120, 2))
         direction = rng.normal(size=(120, 2))
         direction /= np.linalg.norm(direction, axis=1, keepdims=True)
-        out = validation.pose_errors(R, est, 'C1', shifts, shifts + 1.5 * direction)
+        out = poses.pose_errors(R, est, 'C1', shifts, shifts + 1.5 * direction)
         np.testing.assert_allclose(out['angular_errors'], wanted, atol=1e-4)
         self.assertAlmostEqual(out['angular']['p90'], np.percentile(wanted, 90), places=4)
         np.testing.assert_allclose(out['shift_errors'], 1.5, atol=1e-9)
@@ -437,7 +438,7 @@ class TestPoseErrorsAndReport(unittest.TestCase):
         h1, h2 = (sig + rng.normal(0, 0.2 * gt.std(), gt.shape) for _ in range(2))
         res = validation.validate_maps(h1, h2, pixel, ground_truth=gt)
         R = random_poses(50)
-        res['poses'] = validation.pose_errors(R, R @ random_rotations(50, 5.0, rng), 'C1',
+        res['poses'] = poses.pose_errors(R, R @ random_rotations(50, 5.0, rng), 'C1',
                                               np.zeros((50, 2)), rng.normal(size=(50, 2)))
         tmp = tempfile.mkdtemp()
         try:
@@ -524,16 +525,42 @@ class TestPseudoSymmetry(unittest.TestCase):
         R_est = R @ random_rotations(500, 3.0, rng)  # small errors everywhere
         flipped = rng.choice(500, 70, replace=False)  # 14 % in the related orientation
         R_est[flipped] = R_est[flipped] @ S
-        poses = validation.pose_errors(R, R_est)
-        ps = poses['pseudo_symmetry']
+        result = poses.pose_errors(R, R_est)
+        ps = result['pseudo_symmetry']
         self.assertAlmostEqual(ps['fraction'], 0.14, delta=0.01)
         self.assertAlmostEqual(ps['angle'], 178.0, delta=4.0)
         self.assertGreater(abs(np.dot(ps['axis'], [0.0, 0.6, 0.8])), 0.97)
         self.assertIn('14 % of the particles (70)', ps['text'])
-        self.assertTrue(any('Near-symmetry' in n for n in report.pose_notes(poses)))
+        self.assertTrue(any('Near-symmetry' in n for n in report.pose_notes(result)))
 
     def test_scattered_errors_are_not_a_symmetry(self):
         R = random_poses(300, seed=1)
         R_est = random_poses(300, seed=2)  # unrelated poses: no common rotation
-        self.assertIsNone(validation.pose_errors(R, R_est)['pseudo_symmetry'])
-        self.assertIsNone(validation.pose_errors(R, R)['pseudo_symmetry'])
+        self.assertIsNone(poses.pose_errors(R, R_est)['pseudo_symmetry'])
+        self.assertIsNone(poses.pose_errors(R, R)['pseudo_symmetry'])
+
+
+class TestShiftBias(unittest.TestCase):
+    """Origin errors: a convention offset shows as a mean error; grid quantisation is said."""
+
+    def test_known_offset_and_non_zero_true_shifts(self):
+        rng = np.random.default_rng(3)
+        R = random_poses(200, seed=4)
+        true = rng.uniform(-3, 3, (200, 2))          # non-zero true shifts
+        est = true + np.array([0.3, -0.2])           # a systematic offset
+        r = poses.pose_errors(R, R, 'C1', true, est)
+        np.testing.assert_allclose(r['shift_bias']['mean_A'], [0.3, -0.2], atol=1e-9)
+        np.testing.assert_allclose(r['shift_errors'], np.hypot(0.3, 0.2), atol=1e-9)
+        self.assertNotIn('quantised', r['shift_bias']['text'])
+
+    def test_origins_on_a_grid_are_said_to_be_quantised(self):
+        # what RELION gave in the demo: origins only at -0.328 or +0.535 A per axis
+        rng = np.random.default_rng(5)
+        R = random_poses(300, seed=6)
+        est = rng.choice([-0.328, 0.535], (300, 2))
+        r = poses.pose_errors(R, R, 'C1', np.zeros((300, 2)), est)
+        b = r['shift_bias']
+        self.assertEqual(b['distinct_values'], [2, 2])
+        self.assertAlmostEqual(b['grid_step_A'], 0.863, places=3)
+        self.assertIn('quantised by the refinement', b['text'])
+        self.assertAlmostEqual(float(np.min(r['shift_errors'])), np.hypot(0.328, 0.328), 3)

@@ -14,7 +14,6 @@ Conventions:
 
 import numpy as np
 
-from redprior.core.geometry import rotations as angles
 from redprior.core.fourier.fsc import fsc, mean_fsc, read_resolution, shell_resolutions
 from redprior.core.geometry.masks import solvent_mask
 from redprior.core.fourier.grid import radius2
@@ -305,64 +304,6 @@ def overestimation_summary(checks):
 
 
 # ---------------------------------------------------------------------------------------
-# Poses
-# ---------------------------------------------------------------------------------------
-PSEUDO_SYMMETRY_MIN_FRACTION = 0.03  # a cluster of far-off particles this big is reported
-PSEUDO_SYMMETRY_MIN_ERROR = 30.0     # deg: particles beyond this are "far off"
-
-
-def pseudo_symmetry(R_true, R_est, errors):
-    """A near-symmetric subset: far-off particles all related to the truth by one rotation.
-
-    Returns dict(fraction, count, angle, axis, text) when at least
-    PSEUDO_SYMMETRY_MIN_FRACTION of the particles share one relating rotation, else None.
-    """
-    errors = np.asarray(errors, dtype=float)
-    n = len(errors)
-    if n == 0:
-        return None
-    found = angles.dominant_relative_rotation(R_true, R_est, PSEUDO_SYMMETRY_MIN_ERROR)
-    if found is None or found['count'] < max(3, PSEUDO_SYMMETRY_MIN_FRACTION * n):
-        return None
-    frac = found['count'] / float(n)
-    ax = found['axis']
-    text = ('%.0f %% of the particles (%d) are refined in an orientation related to the truth '
-            'by one %.0f° rotation about (%.2f, %.2f, %.2f): a near-symmetry of the map (e.g. '
-            'the pseudo two-fold of a dimer), not random misalignment. Their angular errors '
-            'are large by construction; the map is still consistent if the two related views '
-            'look alike.' % (100 * frac, found['count'], found['angle'], ax[0], ax[1], ax[2]))
-    return dict(fraction=frac, count=int(found['count']), angle=found['angle'], axis=ax,
-                text=text)
-
-
-def pose_errors(R_true, R_est, symmetry='C1', shifts_true_A=None, shifts_est_A=None,
-                align=False, check_hand=True, percentiles=angles.DEFAULT_PERCENTILES, ids=None):
-    """Per-particle angular (deg, symmetry-aware) and shift (A) errors against true poses.
-
-    R_true, R_est: (n, 3, 3) RELION pose matrices of the same particles in the same order.
-    shifts_*_A: (n, 2) rlnOriginX/YAngst. align: first bring R_est into the frame of R_true
-    (angles.align_rotation_sets), for refinements that did not start from the true frame.
-    """
-    cmp = angles.compare_rotation_sets(R_true, R_est, symmetry, align=align,
-                                       check_hand=check_hand, percentiles=percentiles)
-    out = dict(n=int(len(cmp['errors'])), symmetry=str(symmetry), aligned=cmp['aligned'],
-               G=cmp['G'], G_angle=cmp['G_angle'],
-               angular_errors=cmp['errors'], angular=cmp['percentiles'])
-    if ids is not None:
-        out['ids'] = np.asarray(ids)
-    if 'hand' in cmp:
-        out.update(hand=cmp['hand'], median_same_hand=cmp['median_same'],
-                   median_mirror_hand=cmp['median_mirror'])
-    out['pseudo_symmetry'] = pseudo_symmetry(R_true, R_est @ np.asarray(cmp['G']),
-                                             cmp['errors'])
-    if shifts_true_A is not None and shifts_est_A is not None:
-        d = np.asarray(shifts_est_A, dtype=float) - np.asarray(shifts_true_A, dtype=float)
-        err = np.hypot(d[:, 0], d[:, 1])
-        out.update(shift_errors=err, shift=angles.error_percentiles(err, percentiles))
-    return out
-
-
-# ---------------------------------------------------------------------------------------
 # One refinement against the truth, in figures (the quality benchmark's row)
 # ---------------------------------------------------------------------------------------
 def quality_metrics(half1, half2, ground_truth, pixel_size, R_true=None, R_est=None,
@@ -392,6 +333,7 @@ def quality_metrics(half1, half2, ground_truth, pixel_size, R_true=None, R_est=N
                overestimated=bool(v['overestimation']['overestimated']),
                fsc_to_truth=gt['fsc'])
     if R_true is not None and R_est is not None:
+        from .poses import pose_errors
         pe = pose_errors(R_true, R_est, symmetry)
         out.update(ang_err_median=pe['angular']['p50'], ang_err_p90=pe['angular']['p90'])
     return out

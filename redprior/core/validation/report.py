@@ -140,6 +140,8 @@ def pose_notes(poses):
     notes = [hand_text(poses)] if hand_text(poses) else []
     if (poses.get('pseudo_symmetry') or {}).get('text'):
         notes.append('Near-symmetry: ' + poses['pseudo_symmetry']['text'])
+    if (poses.get('shift_bias') or {}).get('text'):
+        notes.append('Origins: ' + poses['shift_bias']['text'])
     return notes
 
 
