@@ -284,6 +284,9 @@ class ProtRedPriorConsensus(EMProtocol):
         if self.minAgree.get() and not 2 <= self.minAgree.get() <= n:
             errors.append('Engines that must agree must be 0 (majority) or between 2 and the '
                           'number of refinements (%d).' % n)
+        if np_ >= 2 and not set.intersection(*[set(p.getIdSet()) for p in parts]):
+            errors.append('The particle sets share no particle id, so no particle can be '
+                          'compared: give refinements of the same particles.')
         return errors
 
     def _summary(self):
