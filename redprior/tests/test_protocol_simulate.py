@@ -308,7 +308,8 @@ class TestRedPriorSimulate(BaseTest):
         ok = self.newProtocol(ProtRedPriorSimulate, inputAtomStruct=self.protPdb.outputPdb,
                               boxSize=need, pixelSize=PIXEL)
         self.assertEqual(ok.validate(), [])
-        for kwargs, text in ((dict(boxSize=BOX + 1), 'even'), (dict(snr=0.0), 'SNR must be > 0'),
+        for kwargs, text in ((dict(boxSize=BOX + 1), 'even'),
+                             (dict(snr=0.0), 'SNR must be a positive number'),
                              (dict(defocusMin=9000.0, defocusMax=8000.0), 'Defocus range')):
             bad = self.newProtocol(ProtRedPriorSimulate,
                                    inputAtomStruct=self.protPdb.outputPdb,
