@@ -220,7 +220,8 @@ def report(out, sim, info, refinements, validations, cons, args):
     maps += [(label, read_map(prot.outputVolume.getFileName())[0]) for label, prot in refinements]
     dataset = {"box": args.box, "pixel_size": args.pixel, "particles": args.particles,
                "snr": info.get("snr_measured"), "snr_requested": args.snr,
-               "ctf": bool(args.ctf), "model": info.get("model", {}), "seed": args.seed}
+               "ctf": bool(args.ctf), "model": info.get("model", {}),
+               "model_file": os.path.basename(info.get("source_file") or ""), "seed": args.seed}
     return demo_report.write_report(out, dataset, entries, maps,
                                     demo_report.consensus_entry(cons), os.getcwd())
 

@@ -95,7 +95,7 @@ def plot_fsc(entries, path, nyquist):
                 label='%s: half-maps (0.143: %s)' % (e['label'], e['halfmap_resolution_text']))
     for t in (0.5, 0.143):
         ax.axhline(t, color='grey', lw=0.6)
-        ax.text(1.0 / nyquist, t + 0.01, 'FSC = %g' % t, ha='right', va='bottom', fontsize=7)
+        ax.text(0.01 / nyquist, t + 0.01, 'FSC = %g' % t, ha='left', va='bottom', fontsize=7)
     ax.set_xlim(0, 1.0 / nyquist)
     ax.set_ylim(-0.05, 1.02)
     ax.set_xlabel('spatial frequency (1/Å)')
@@ -175,6 +175,7 @@ def write_page(out, summary, entries):
                      % (cons.get('n_agree', '-'), cons.get('n_common', '-'),
                         100.0 * (cons.get('fraction_agree') or 0.0),
                         html.escape(cons.get('report', ''))))
+    model = d.get('model_file') or 'the model'
     page = """<html><head><meta charset="utf-8"><title>redprior demo</title>
 <style>body{font-family:sans-serif;max-width:1100px} td,th{padding:4px 8px}
 th{background:#eee} .what{color:#555;font-size:90%%}</style></head><body>
@@ -198,7 +199,7 @@ computed from (the half-map FSC that RELION handed to the hook).</p><img src="la
 <p class="what">Scipion project: %s (open it with <code>scipion3 project redprior_demo</code>).
 Everything above is also in <a href="summary.json">summary.json</a>.</p>
 </body></html>
-""" % (d['particles'], html.escape(os.path.basename(str(d['model'].get('file', 'the model')))),
+""" % (d['particles'], html.escape(model),
        d['box'], d['pixel_size'], 2 * d['pixel_size'], d['snr'] or 0.0, d['snr_requested'],
        'yes' if d['ctf'] else 'no', d['seed'], html.escape(entries[-1]['denoiser']),
        '\n'.join(_row(e) for e in entries), notes, HALF_WHAT, TRUTH_WHAT, RELION_WHAT, cons_html,

@@ -49,7 +49,8 @@ def plot_fscs(ax, results, keys=None):
                 label=label)
     for t, ls in zip(THRESHOLDS, (':', '-.')):
         ax.axhline(t, color='k', ls=ls, lw=0.8)
-        ax.text(freq[-1], t + 0.01, 'FSC = %g' % t, ha='right', va='bottom', fontsize=7)
+        # at the left, where every curve is still near 1: nothing covers it
+        ax.text(0.01 * freq[-1], t + 0.01, 'FSC = %g' % t, ha='left', va='bottom', fontsize=7)
     ax.axhline(0.0, color='k', lw=0.5)
     ax.set_xlim(0, freq[-1])
     ax.set_ylim(-0.1, 1.05)
@@ -63,7 +64,8 @@ def plot_fscs(ax, results, keys=None):
     top.set_xticklabels(['%.3g' % (1.0 / t) for t in ticks])
     top.set_xlabel('resolution (Å)')
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc='lower left')
+    # below the axes: inside them the legend hid curves (the phase-randomised one)
+    ax.legend(fontsize=7, loc='upper center', bbox_to_anchor=(0.5, -0.12), ncol=1)
 
 
 def plot_angular_errors(ax, poses, bins=40):
@@ -93,7 +95,7 @@ def _percentile_lines(ax, stats):
 
 
 def fsc_figure(results):
-    fig = Figure(figsize=(9, 6))
+    fig = Figure(figsize=(9, 8.5))
     FigureCanvasAgg(fig)
     plot_fscs(fig.add_subplot(1, 1, 1), results)
     fig.tight_layout()
