@@ -13,7 +13,7 @@ No TensorFlow import here: the GUI lists these objects without loading a model.
 """
 
 import pyworkflow.object as pwobj
-from pwem.objects import EMObject
+from pwem.objects import FSC, EMObject
 
 
 def _readJson(path):
@@ -175,3 +175,25 @@ class TrainingPairs(EMObject):
                 % (self.getSize(), self.getNumberOfStructures(), self.getBox(),
                    self.getSamplingRate(), '+'.join(self.getModes()) or 'no mode',
                    ', %.1f-%.1f A' % rng if rng else ''))
+
+
+class RedPriorFSC(FSC):
+    """An FSC curve whose resolution read-out is redprior's (core.fourier.fsc), so pwem's FSC
+    viewer shows the same number as the reports: the last shell before the curve drops below
+    the threshold, and "better than <Nyquist>" for a curve that never crosses (pwem's own
+    read-out extrapolates linearly beyond the last point, i.e. beyond Nyquist)."""
+
+    def calculateResolution(self, threshold=0.143, precision=2):
+        from redprior.core.fourier.fsc import read_resolution
+        x, y = self.getData()
+        if len(x) < 3 or not x[1]:
+            return super().calculateResolution(threshold, precision)
+        box = 2 * (len(x) - 1)
+        pixel = 1.0 / (float(x[1]) * box)  # x = shell / (box * pixel)
+        r = read_resolution(y, box, pixel, threshold)
+        # pwem's viewer writes "<label> (" + this + "Å)"
+        if not r.crossed:
+            return 'better than %.*f ' % (precision, r.nyquist_A)
+        if r.angstrom is None:
+            return 'worse than %.*f ' % (precision, box * pixel)
+        return '%.*f ' % (precision, r.angstrom)

@@ -6,9 +6,10 @@ Scipion conversions redprior.convert.
 import pyworkflow.protocol.params as params
 from pyworkflow import BETA
 from pyworkflow.protocol import Protocol
-from pwem.objects import FSC, SetOfFSCs, SetOfParticles
+from pwem.objects import SetOfFSCs, SetOfParticles
 from pwem.protocols import EMProtocol
 
+from redprior.objects import RedPriorFSC
 from redprior import Plugin, convert
 from redprior.core.validation import consensus, consensus_report, consensus_results as results
 from redprior.core.validation.consensus import PoseSet
@@ -185,7 +186,7 @@ class ProtRedPriorConsensus(EMProtocol):
         if curves:
             fscs = self._createSetOfFSCs()
             for label, freq, values in curves:
-                fsc = FSC(objLabel=label)
+                fsc = RedPriorFSC(objLabel=label)
                 fsc.setData(freq, values)
                 fscs.append(fsc)
             outputs['outputFSCs'] = fscs

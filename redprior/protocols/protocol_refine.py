@@ -13,9 +13,10 @@ import pyworkflow.protocol.params as params
 from pyworkflow import BETA
 from pyworkflow.protocol.constants import STEPS_SERIAL
 from pwem.constants import ALIGN_PROJ
-from pwem.objects import FSC, SetOfFSCs, SetOfParticles, Volume
+from pwem.objects import SetOfFSCs, SetOfParticles, Volume
 from pwem.protocols import ProtRefine3D
 
+from redprior.objects import RedPriorFSC
 from redprior.core.prior import schedule
 from redprior.protocols.protocol_base import RelionRunnerMixin
 from redprior.protocols.refine_form import HELP
@@ -157,7 +158,7 @@ class ProtRedPriorRefine(RelionRunnerMixin, ProtRefine3D):
         outParts.setSamplingRate(pix)
 
         fscs = self._createSetOfFSCs()
-        fsc = FSC(objLabel='gold-standard FSC (%s)' % PRIOR_LABELS[self.priorMode.get()])
+        fsc = RedPriorFSC(objLabel='gold-standard FSC (%s)' % PRIOR_LABELS[self.priorMode.get()])
         from redprior.core.prior.history import final_fsc
         freq, curve = final_fsc(self._getExtraPath())
         fsc.setData(freq, curve)

@@ -10,9 +10,10 @@ import numpy as np
 import pyworkflow.protocol.params as params
 from pyworkflow import BETA
 from pwem.constants import ALIGN_PROJ
-from pwem.objects import FSC, SetOfFSCs
+from pwem.objects import SetOfFSCs
 from pwem.protocols import EMProtocol
 
+from redprior.objects import RedPriorFSC
 from redprior import Plugin
 from redprior.convert import halfMapPaths, mapsProblems, posesFromSet, readCube, volumePath
 from redprior.core.io.jsonfile import read_json, write_json
@@ -181,7 +182,7 @@ class ProtRedPriorValidate(EMProtocol):
         freq = [float(f) for f in res['frequencies']]
         fscs = self._createSetOfFSCs()
         for key, c in res['curves'].items():
-            fsc = FSC(objLabel=c['label'])
+            fsc = RedPriorFSC(objLabel=c['label'])
             fsc.setData(freq, [float(v) for v in c['fsc']])
             fscs.append(fsc)
         self._defineOutputs(outputFSCs=fscs)

@@ -134,6 +134,17 @@ class TestRedPriorValidate(BaseTest):
         x, y = prot.outputFSCs.getFirstItem().getData()
         self.assertEqual(len(x), BOX // 2 + 1)
         self.assertAlmostEqual(float(x[-1]), 1.0 / (2 * PIXEL))
+        # pwem's FSC viewer reads the resolution from the objects: the same number and the
+        # same "never crosses" as the report, never beyond Nyquist
+        for fsc in prot.outputFSCs:
+            self.assertEqual(type(fsc).__name__, 'RedPriorFSC')
+            key = [k for k, v in c.items() if v['label'] == fsc.getObjLabel()][0]
+            r = c[key]['resolution']['0.143']
+            shown = fsc.calculateResolution(0.143)
+            if r['crossed'] and r['resolution_A']:
+                self.assertAlmostEqual(float(shown), r['resolution_A'], places=2)
+            elif not r['crossed']:
+                self.assertEqual(shown, 'better than %.2f ' % (2 * PIXEL))
         # the half-map resolution is what the truth supports (within a shell), mid-range
         half = c['half_corrected']['resolution']['0.143']
         truth = c['gt_masked']['resolution']['0.5']
