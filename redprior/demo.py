@@ -19,7 +19,10 @@ def build_parser():
     p = argparse.ArgumentParser(prog="redprior_demo", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="report", help="report folder (default: ./report)")
-    p.add_argument("--project", default="redprior_demo", help="Scipion project name")
+    p.add_argument("--project", default=None,
+                   help="Scipion project name (default: redprior_demo, or redprior_demo_2, "
+                        "_3, ... when that exists; a name given here that exists is refused "
+                        "unless --replace)")
     p.add_argument("--particles", type=int, default=500)
     p.add_argument("--box", type=int, default=48)
     p.add_argument("--pixel", type=float, default=2.5, help="A/px (2.5: Nyquist 5 A)")
@@ -134,10 +137,29 @@ def main(argv=None):
     return 0
 
 
+DEFAULT_PROJECT = "redprior_demo"
+
+
+def free_project_name(exists, name=DEFAULT_PROJECT):
+    """`name`, or name_2, name_3, ... : the first for which exists(name) is False."""
+    k, candidate = 1, name
+    while exists(candidate):
+        k += 1
+        candidate = f"{name}_{k}"
+    return candidate
+
+
 def open_project(name, replace):
-    """A new Scipion project; an existing one is kept unless --replace (nothing is lost)."""
+    """A new Scipion project; an existing one is never touched unless --replace.
+
+    No name given: redprior_demo, or the next free redprior_demo_N (so the README's command
+    can be run again). A given name that exists is refused without --replace."""
     from pyworkflow.project import Manager
     manager = Manager()
+    if name is None:
+        name = DEFAULT_PROJECT if replace else free_project_name(manager.hasProject)
+        if name != DEFAULT_PROJECT:
+            log(f"project {DEFAULT_PROJECT} exists and is kept; this run is {name}")
     if manager.hasProject(name):
         if not replace:
             sys.exit(f"redprior_demo: a Scipion project '{name}' already exists "

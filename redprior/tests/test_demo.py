@@ -67,11 +67,21 @@ class TestDemo(unittest.TestCase):
         mine = os.path.join(project, 'my_notes.txt')
         with open(mine, 'w') as fh:
             fh.write('mine')
-        again = runDemo(self.root, '--out', self.out, *SMALL, timeout=300)
+        # the project was made under the default name; giving that name again is refused
+        again = runDemo(self.root, '--out', self.out, '--project', 'redprior_demo', *SMALL,
+                        timeout=300)
         self.assertNotEqual(again.returncode, 0)
         self.assertIn("already exists", again.stderr)
         self.assertIn('--replace', again.stderr)
         self.assertTrue(os.path.exists(mine))
+
+
+class TestDemoProjectNames(unittest.TestCase):
+    def test_default_name_never_clobbers(self):
+        from redprior.demo import free_project_name
+        taken = {'redprior_demo', 'redprior_demo_2'}
+        self.assertEqual(free_project_name(taken.__contains__), 'redprior_demo_3')
+        self.assertEqual(free_project_name(set().__contains__), 'redprior_demo')
 
 
 class TestDemoRefusals(unittest.TestCase):
