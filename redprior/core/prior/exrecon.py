@@ -203,6 +203,7 @@ def _shell_table(model):
 
 def _denoise(args, x_tilde):
     """f(x~), from the worker when one runs, else by loading the model here."""
+    where = "in-process"
     if args.worker:
         from redprior.core.denoiser.worker import denoise_remote
         try:
@@ -211,11 +212,10 @@ def _denoise(args, x_tilde):
         except ConnectionError as exc:  # WorkerUnavailable: gone, stopped or too slow
             print(f"redprior_exrecon: {exc}; loading the model in this process (same prior, "
                   "slower)", flush=True)
-            from redprior.core.denoiser.model import Denoiser
-            return Denoiser(args.model)(x_tilde, args.angpix), f"in-process ({exc})"
+            where = f"in-process ({exc})"
     from redprior.core.denoiser.model import Denoiser  # TensorFlow only when it is needed
 
-    return Denoiser(args.model)(x_tilde, args.angpix), "in-process"
+    return Denoiser(args.model)(x_tilde, args.angpix), where
 
 
 def _finite(x):
