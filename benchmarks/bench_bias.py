@@ -116,7 +116,10 @@ def main(argv=None):
     p.add_argument("--mpi", type=int, default=3)
     p.add_argument("--model", default=bq.DEFAULT_DENOISER)
     p.add_argument("--report", action="store_true")
+    p.add_argument("--results", default=bq.RESULTS, help="results folder (default: %(default)s)")
     a = p.parse_args(argv)
+    bq.RESULTS = os.path.abspath(a.results)
+    bq.RUNS = os.path.join(bq.RESULTS, "quality_runs")
     name = bq.dataset_name(a.structure, a.snr, False, a.seed)
     folder = os.path.join(bq.RUNS, name + "_noise")
     if not a.report:
