@@ -1,15 +1,23 @@
 """Benchmark of the external-reconstruct program and of a CW-RED refinement against plain RELION.
 
 Prints:
-  1. the program's time per call at box 64 (pad 2): Gaussian mode, CW-RED with the model
-     loaded in the process ("cold": TensorFlow starts every call, as RELION calls it) and
-     CW-RED through a running denoiser worker ("warm"); relion_external_reconstruct for scale;
+  1. per call, on real RELION iteration files this script makes (relion_refine, 1 iteration,
+     the whole Fourier box filled) at boxes 64, 128 and 256, pad 1 and 2: wall time and peak
+     resident memory of relion_external_reconstruct; of our program at lambda 0 (through
+     RELION's program on our inputs, the default, and through the numpy re-implementation);
+     of our program with lambda > 0 (RED) with the denoiser worker warm; of the network pass
+     alone and the worker's peak memory; and of both halves arriving at once. Ratios are
+     against relion_external_reconstruct measured in the same run;
   2. the wall-time ratio of a CW-RED auto-refine (our hook + worker) to a plain RELION
      auto-refine (no hook) on the same simulated data (box 64, 2 A/px, --particles, same seed),
      both run at the same time so that they share whatever else loads the machine.
 
-    venv/bin/python benchmarks/bench_exrecon.py [--particles 2000] [--skip-refine]
-Needs RELION (relion_refine_mpi, mpirun). Part 2 takes ~20-40 min on 2 cores.
+    venv/bin/python benchmarks/bench_exrecon.py [--boxes 64,128,256] [--pads 1,2]
+                                                [--particles 2000] [--skip-refine]
+Needs RELION (relion_refine_mpi, mpirun) and GNU time (/usr/bin/time). Part 1 takes ~15 min
+at boxes up to 256, part 2 ~20-40 min on 2 cores. Peak memory is GNU time's maximum resident
+set of the call's process tree (the largest process: our program or the RELION program it
+runs, which never overlap in their large arrays).
 """
 import argparse
 import glob
@@ -75,31 +83,109 @@ def start_worker(folder):
     return worker_start(os.path.join(folder, "model.keras"), os.path.join(folder, "worker.log"))
 
 
-def per_call(folder):
-    """Keep the files of one RELION iteration (box 64, pad 2), then time calls on them."""
-    os.makedirs(os.path.join(folder, "calls"), exist_ok=True)
+def measured(cmd, cwd, env=ENV):
+    """(wall s, peak resident MB) of one command, by GNU time."""
+    proc = subprocess.run(["/usr/bin/time", "-f", "TIME %e %M"] + cmd, cwd=cwd, env=env,
+                          capture_output=True, text=True)
+    if proc.returncode:
+        sys.exit(f"FAILED: {' '.join(cmd)}\n{proc.stdout[-1500:]}\n{proc.stderr[-1500:]}")
+    line = [ln for ln in proc.stderr.splitlines() if ln.startswith("TIME ")][-1]
+    wall, kb = line.split()[1:]
+    return float(wall), int(kb) / 1024.0
+
+
+def iteration_files(folder, box, pad, n):
+    """RELION's files of one call at this box and pad (kept by our Gaussian hook)."""
+    sub = os.path.join(folder, f"box{box}_pad{pad}")
+    stars = glob.glob(os.path.join(sub, "run_it001*_external_reconstruct.star"))
+    if stars:
+        return sub, os.path.basename(stars[0])
+    os.makedirs(sub, exist_ok=True)
+    gt = structure.potential_map(DEMO_MODEL, box, PIX)
+    sim = simulate.simulate_particles(gt, PIX, n, snr=5.0, seed=3)
+    particles_star.write_particles(sim, PIX, sub)
+    write_map(os.path.join(sub, "ref.mrc"), fourier.lowpass(gt, PIX, 30.0), PIX)
     hook = " ".join(exrecon_cmd("--mode", "gaussian", "--keep"))
-    timed(["relion_refine", "--o", "calls/run", "--i", "particles.star", "--ref", "ref.mrc",
-           "--iter", "1", "--K", "1", "--ini_high", "30", "--particle_diameter", "115",
-           "--healpix_order", "1", "--offset_range", "2", "--offset_step", "1", "--norm",
-           "--scale", "--pad", "2", "--external_reconstruct", "--preread_images", "--j", "1",
+    # --ini_high just above Nyquist: RELION's current size is the whole box at once
+    timed(["relion_refine", "--o", "./run", "--i", "particles.star", "--ref", "ref.mrc",
+           "--iter", "1", "--K", "1", "--ini_high", f"{2.1 * PIX:g}", "--particle_diameter",
+           f"{0.9 * box * PIX:g}", "--healpix_order", "1", "--offset_range", "2",
+           "--offset_step", "1", "--norm", "--scale", "--pad", str(pad), "--oversampling", "1",
+           "--external_reconstruct", "--preread_images", "--j", "1",
            "--dont_combine_weights_via_disc", "--random_seed", "1"],
-          folder, dict(ENV, RELION_EXTERNAL_RECONSTRUCT_EXECUTABLE=hook))
-    star = os.path.relpath(glob.glob(os.path.join(folder, "calls/run_it001*_external_reconstruct.star"))[0], folder)
-    common = ["--keep", "--angpix", str(PIX), "--o", "calls/out.mrc"]
-    cw = ["--mode", "red", "--model", "model.keras"]  # red: lambda > 0 whatever the FSC
-    rows = [("relion_external_reconstruct", ["relion_external_reconstruct", star, "--o", "calls/rel.mrc"]),
-            ("ours, Gaussian (lambda 0)", exrecon_cmd(*common, star)),
-            ("ours, RED, model loaded per call (cold)", exrecon_cmd(*common, *cw, star))]
+          sub, dict(ENV, RELION_EXTERNAL_RECONSTRUCT_EXECUTABLE=hook))
+    return sub, os.path.basename(glob.glob(os.path.join(sub, "run_it001*_external_reconstruct.star"))[0])
+
+
+def _worker_peak_mb(proc):
+    with open(f"/proc/{proc.pid}/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+def network_pass(sock, box, reps):
+    """Seconds of one f(x) through the warm worker (the socket round trip included)."""
+    import numpy as np
+
+    from redprior.core.denoiser.worker import denoise_remote
+    vol = np.random.default_rng(0).standard_normal((box, box, box)).astype(np.float32)
+    times = []
+    for _ in range(reps):
+        t0 = time.time()
+        denoise_remote(sock, vol, PIX)
+        times.append(time.time() - t0)
+    return min(times)
+
+
+def per_call(folder, boxes, pads, reps):
+    """Section 1 of the benchmark (see the module docstring)."""
+    import concurrent.futures
+
+    common = ["--keep", "--angpix", str(PIX)]
+    red = ["--mode", "red", "--model", os.path.join(folder, "model.keras")]  # red: lambda > 0 whatever the FSC
     worker, sock = start_worker(folder)
-    rows.append(("ours, RED, through the worker (warm)", exrecon_cmd(*common, *cw, "--worker", sock, star)))
-    print(f"\n1. Time per call at box {BOX}, pad 2 (3 runs each, seconds, whole process):")
+    print("\n1. One call of the external-reconstruct program (min of "
+          f"{reps} runs at box <= 128, 1 above; wall s / peak MB; x = ratio to "
+          "relion_external_reconstruct in this run):", flush=True)
+    head = (f"   {'box':>4} {'pad':>3} | {'relion_ext.':>14} | {'ours λ=0':>20} | "
+            f"{'ours λ=0 numpy':>20} | {'ours RED warm':>20} | {'network':>7} | "
+            f"{'both halves':>11} | {'worker MB':>9}")
+    print(head + "\n   " + "-" * (len(head) - 3), flush=True)
     try:
-        for label, cmd in rows:
-            times = [timed(cmd, folder) for _ in range(3)]
-            print(f"   {label:42s} {min(times):6.2f}  (runs: {', '.join(f'{t:.2f}' for t in times)})")
+        for box in boxes:
+            for pad in pads:
+                sub, star = iteration_files(folder, box, pad, 200 if box <= 128 else 60)
+                n = reps if box <= 128 else 1
+                out = ["--o", "out.mrc"]
+
+                def best(cmd):  # RELION's files are relative to its working folder
+                    runs = [measured(cmd, sub) for _ in range(n)]
+                    return min(r[0] for r in runs), max(r[1] for r in runs)
+                rel = best(["relion_external_reconstruct", star, "--o", "rel.mrc"])
+                ours = best(exrecon_cmd(*common, *out, star))
+                numpy_ = best(exrecon_cmd(*common, *out, "--reconstruction", "numpy", star))
+                cw = best(exrecon_cmd(*common, *red, *out, "--worker", sock, star))
+                net = network_pass(sock, box, n)
+                # both halves at once: two RED calls on the same files, started together
+                t0 = time.time()
+                with concurrent.futures.ThreadPoolExecutor(2) as pool:
+                    for i in (1, 2):
+                        pool.submit(measured, exrecon_cmd(
+                            *common, *red, "--worker", sock, "--o", f"both{i}.mrc", star), sub)
+                both = time.time() - t0
+
+                def cell(r):
+                    return f"{r[0]:6.1f} ({r[0] / rel[0]:3.1f}x) {r[1]:5.0f}MB"
+                print(f"   {box:>4} {pad:>3} | {rel[0]:5.1f}s {rel[1]:5.0f}MB | {cell(ours)} | "
+                      f"{cell(numpy_)} | {cell(cw)} | {net:6.1f}s | {both:6.1f}s "
+                      f"({both / cw[0]:3.1f}x) | {_worker_peak_mb(worker):8.0f}", flush=True)
     finally:
         worker_shutdown(worker, sock)
+    print("   RED warm = the lambda 0 call + x~ (a second RELION reconstruction, without prior)"
+          " + the network pass + B' = B + F[f(x~)]/tau'. 'both halves': two RED calls started"
+          " together, wall time of both (x: ratio to one call).", flush=True)
 
 
 def refinements(folder, mpi=3, concurrent=True):
@@ -172,6 +258,10 @@ def main():
     p.add_argument("--seed", type=int, default=11)
     p.add_argument("--folder", default="")
     p.add_argument("--skip-refine", action="store_true")
+    p.add_argument("--skip-calls", action="store_true")
+    p.add_argument("--boxes", default="64,128,256")
+    p.add_argument("--pads", default="1,2")
+    p.add_argument("--reps", type=int, default=3)
     p.add_argument("--sequential", action="store_true",
                    help="run the two refinements one after the other (idle machine only)")
     args = p.parse_args()
@@ -183,7 +273,9 @@ def main():
     make_data(folder, args.particles, args.snr, args.seed)
     print(f"data: {args.particles} particles, box {BOX}, {PIX} A/px, SNR {args.snr}, seed "
           f"{args.seed}, simulated in {time.time() - t0:.1f} s; folder {folder}")
-    per_call(folder)
+    if not args.skip_calls:
+        per_call(folder, [int(b) for b in args.boxes.split(",")],
+                 [int(x) for x in args.pads.split(",")], args.reps)
     if not args.skip_refine:
         refinements(folder, concurrent=not args.sequential)
 

@@ -20,12 +20,13 @@ from redprior.core.denoiser.worker import REPLY_TIMEOUT
 from redprior.core.fourier.fsc import read_resolution
 from redprior.core.relion.contract import (ContractError, cleanup, load_fourier, read_job,
                                            write_result)
+from redprior.core.relion.program import RelionProgram, find_program
 from redprior.core.relion.reconstruct import Reconstructor
 
 from . import schedule
 from .history import append_log
 from .settings import PriorSettings, prior_problems
-from .update import red_update, unregularised_map
+from .update import red_numerator, red_update, unregularised_map
 
 
 def build_parser():
@@ -47,7 +48,13 @@ def build_parser():
     p.add_argument("--angpix", type=float, default=0.0, help="pixel size of the maps (A)")
     p.add_argument("--minres-map", type=int, default=5,
                    help="no prior below this shell (relion_refine uses 5)")
-    p.add_argument("--gridding-iterations", type=int, default=10)
+    p.add_argument("--gridding-iterations", type=int, default=10,
+                   help="numpy reconstruction only (RELION's program always uses 10)")
+    p.add_argument("--reconstruction", choices=("auto", "relion", "numpy"), default="auto",
+                   help="who computes x~ and the update: RELION's relion_external_reconstruct "
+                        "on our inputs (faster, leaner; core.relion.program) or the numpy "
+                        "re-implementation (core.relion.reconstruct); auto: RELION's program "
+                        "when it is found, else numpy")
     p.add_argument("--log", help="append one line per call to this file")
     p.add_argument("--worker", help="socket of a running denoiser worker (redprior_worker); "
                                     "without one the model is loaded in this process")
@@ -118,9 +125,6 @@ def run(args):
     _pixel_from_relion(args, job)
     check_settings(args)
     table = _shell_table(args.model) if args.mode == schedule.CWRED_SHELL else None
-    b, k = load_fourier(job)
-    if not (np.all(np.isfinite(b)) and np.all(np.isfinite(k))):
-        raise ContractError(f"RELION's data for {args.star} contain NaN or infinite values.")
     angpix = args.angpix if args.angpix > 0 else 1.0
     if job.fsc is None:
         if args.mode in (schedule.CWRED, schedule.CWRED_SHELL):
@@ -146,25 +150,22 @@ def run(args):
         # carry the prior (minres_map .. RELION's current size), as RELION sees them
         lo, hi = max(1, args.minres_map), max(1, job.r_max)
         lam = float(np.mean(shell[lo:hi + 1])) if hi >= lo else 0.0
-    rec_grid = Reconstructor(job, args.gridding_iterations)
-    x_tilde = None
-    if lam > 0 or args.record:
-        x_tilde = unregularised_map(rec_grid, b, k)
-    if args.record:
-        _record(args.record, job, x_tilde, angpix, resolution)
-    denoised, where = None, ""
-    if lam > 0:
-        denoised, where = _denoise(args, x_tilde)
-        if not np.all(np.isfinite(denoised)):
-            raise ContractError(f"The denoiser {args.model} returned NaN or infinite values.")
-    vol = red_update(rec_grid, b, k, denoised, lam if shell is None else shell, args.minres_map)
+    applied = lam if shell is None else shell
+    program = find_program() if args.reconstruction != "numpy" else None
+    if args.reconstruction == "relion" and not program:
+        raise ContractError("--reconstruction relion: relion_external_reconstruct was not "
+                            "found (PATH, $RELION_HOME/bin).")
+    run_update = _update_by_program if program else _update_in_numpy
+    vol, where = run_update(args, job, lam, applied, resolution, angpix)
     if not np.all(np.isfinite(vol)):
-        raise ContractError(f"The reconstruction of {args.star} has NaN or infinite values.")
+        raise ContractError(f"The reconstruction of {args.star} has NaN or infinite values "
+                            "(check RELION's B and K files).")
     write_result(job, vol, args.angpix)
     rec = {"iteration": job.iteration, "half": job.half, "resolution": _finite(resolution),
            "resolution_text": fsc_res.text,
            "lambda": lam, "mode": args.mode, "current_size": job.current_size,
            "pad": job.pad, "seconds": round(time.time() - t0, 3), "denoiser": where,
+           "reconstruction": "relion_external_reconstruct" if program else "numpy",
            "star": os.path.basename(args.star)}
     if fsc_warning:
         rec["warning"] = fsc_warning
@@ -185,6 +186,47 @@ def run(args):
           f"resolution {fsc_res.text}, {args.mode} lambda {lam:.3f}{detail}, {rec['seconds']:.2f} s",
           flush=True)
     return rec
+
+
+def _denoised(args, x_tilde):
+    denoised, where = _denoise(args, x_tilde)
+    if not np.all(np.isfinite(denoised)):
+        raise ContractError(f"The denoiser {args.model} returned NaN or infinite values.")
+    return denoised, where
+
+
+def _update_by_program(args, job, lam, applied, resolution, angpix):
+    """x~ and update (17) by RELION's own program on our inputs (core.relion.program)."""
+    with RelionProgram(job, args.minres_map) as program:
+        x_tilde = program.unregularised_map() if (lam > 0 or args.record) else None
+        if args.record:
+            _record(args.record, job, x_tilde, angpix, resolution)
+        if lam <= 0:
+            return program.map_reconstruction(), ""
+        denoised, where = _denoised(args, x_tilde)
+        del x_tilde
+        b, k = load_fourier(job, np.float32)
+        _check_finite(job, b, k)
+        b += red_numerator(job, k, denoised, applied, args.minres_map)
+        del k, denoised
+        return program.map_reconstruction(b), where
+
+
+def _update_in_numpy(args, job, lam, applied, resolution, angpix):
+    """x~ and update (17) by the numpy re-implementation (core.relion.reconstruct)."""
+    b, k = load_fourier(job)
+    _check_finite(job, b, k)
+    rec_grid = Reconstructor(job, args.gridding_iterations)
+    x_tilde = unregularised_map(rec_grid, b, k) if (lam > 0 or args.record) else None
+    if args.record:
+        _record(args.record, job, x_tilde, angpix, resolution)
+    denoised, where = _denoised(args, x_tilde) if lam > 0 else (None, "")
+    return red_update(rec_grid, b, k, denoised, applied, args.minres_map), where
+
+
+def _check_finite(job, b, k):
+    if not (np.all(np.isfinite(b)) and np.all(np.isfinite(k))):
+        raise ContractError(f"RELION's data for {job.star} contain NaN or infinite values.")
 
 
 def _shell_table(model):

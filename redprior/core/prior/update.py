@@ -8,7 +8,7 @@ functions take the call's Reconstructor, so its grids and blob are built once pe
 """
 import numpy as np
 
-from redprior.core.relion.reconstruct import map_to_fourier
+from redprior.core.relion.reconstruct import map_to_fourier, padded_grid_shells, prior_term
 
 
 def unregularised_map(rec, b, k):
@@ -16,12 +16,24 @@ def unregularised_map(rec, b, k):
     return rec.reconstruct(b, k, do_map=False)
 
 
-def lambda_per_voxel(rec, lam):
-    """A scalar lambda, or lambda per shell (index round(r/pad)) spread over RELION's P grid."""
+def lambda_per_voxel(ires, lam):
+    """A scalar lambda, or lambda per shell (index round(r/pad)) spread over a grid's shells."""
     lam_arr = np.asarray(lam, dtype=np.float64)
     if lam_arr.ndim == 0:
         return float(lam_arr)
-    return lam_arr[np.minimum(rec.ires_p, len(lam_arr) - 1)]
+    return lam_arr[np.minimum(ires, len(lam_arr) - 1)]
+
+
+def red_numerator(job, k, denoised, lam, minres_map=5):
+    """The term update (17) adds to B: lambda F[f(x~)] / tau' on RELION's padded grid M (the
+    layout of its B file), in k's precision; 0 where RELION has no data or no prior."""
+    ires, inside = padded_grid_shells(job)
+    dtype = np.float32 if k.dtype == np.float32 else np.float64
+    term = map_to_fourier(denoised, job.pad, dtype)
+    term *= prior_term(job, k, ires, inside, minres_map)
+    lam_v = lambda_per_voxel(ires, lam)
+    term *= lam_v.astype(dtype) if isinstance(lam_v, np.ndarray) else dtype(lam_v)
+    return term
 
 
 def red_update(rec, b, k, denoised=None, lam=0.0, minres_map=5):
@@ -32,7 +44,5 @@ def red_update(rec, b, k, denoised=None, lam=0.0, minres_map=5):
     """
     extra = None
     if denoised is not None and np.any(np.asarray(lam) != 0):
-        d_p = rec.to_p(map_to_fourier(denoised, rec.job.pad))
-        inv_tau = rec.prior(rec.to_p(k), minres_map)
-        extra = lambda_per_voxel(rec, lam) * d_p * inv_tau
+        extra = rec.to_p(red_numerator(rec.job, k, denoised, lam, minres_map))
     return rec.reconstruct(b, k, numerator_extra=extra, minres_map=minres_map)

@@ -156,15 +156,17 @@ def read_job(star):
     return job
 
 
-def load_fourier(job):
-    """B (complex128) and K (float64) on the padded half-complex grid."""
+def load_fourier(job, dtype=np.float64):
+    """B (complex) and K (real) on the padded half-complex grid, in dtype's precision
+    (float64 for the numpy reconstruction; float32, as RELION writes them, for update (17)'s
+    numerator term)."""
     arrays = []
     for path in job.all_files():
         try:
             data, _ = read_map(path)
         except MapError as exc:
             raise ContractError(f"RELION's file is unusable: {exc}") from exc
-        arrays.append(data.astype(np.float64))
+        arrays.append(data.astype(dtype, copy=False))
     re, im, k = arrays
     m = job.padded_size
     expect = (m, m, m // 2 + 1)
@@ -172,7 +174,9 @@ def load_fourier(job):
         if arr.shape != expect:
             raise ContractError(f"{name} has shape {arr.shape}, expected {expect} for box "
                                 f"{job.ori_size} at padding {job.pad:g}.")
-    return re + 1j * im, k
+    b = np.empty(re.shape, dtype=np.complex64 if dtype == np.float32 else np.complex128)
+    b.real, b.imag = re, im
+    return b, k
 
 
 def write_result(job, vol, pixel_size=0.0):

@@ -24,6 +24,28 @@ def _regrid(arr, src_size, dst_size, limit):
     return out
 
 
+def prior_term(job, k, ires, inside, minres_map=5):
+    """RELION's prior 1/(pad^3 fudge tau2[ires]) for weights k on any grid (ires: the shell
+    round(r/pad) of each entry; inside: where RELION has data); 1/(0.001 K) where tau2 is 0
+    (RELION's rule), 0 below minres_map and outside. Computed in k's precision."""
+    dt = np.float32 if k.dtype == np.float32 else np.float64
+    tau2 = job.tau2.astype(dt)[np.minimum(ires, len(job.tau2) - 1)]
+    safe_tau2 = np.where(tau2 > 0, tau2, dt(1.0))
+    safe_k = np.where(k > 1e-20, k, dt(1.0))
+    inv = np.where(tau2 > 0, dt(1.0) / (dt(job.pad ** 3 * job.fudge) * safe_tau2),
+                   np.where(k > 1e-20, dt(1.0) / (dt(0.001) * safe_k), dt(0.0)))
+    inv[(ires < minres_map) | ~inside] = 0.0
+    return inv
+
+
+def padded_grid_shells(job):
+    """(shell round(r/pad), inside RELION's data radius) on RELION's padded grid M (the
+    layout of its B and K files)."""
+    r2 = radius2(job.padded_size)
+    limit = int(relion_round(job.pad * job.r_max))
+    return relion_round(np.sqrt(r2) / job.pad), r2 < limit ** 2
+
+
 class Reconstructor:
     """RELION's BackProjector::reconstruct for one STAR job, in numpy (float64, as RELION's BASE).
 
@@ -58,14 +80,7 @@ class Reconstructor:
 
     def prior(self, k_p, minres_map=5):
         """1/(pad^3 fudge tau2[round(r/pad)]) on the P grid; 1000/K where tau2 is 0."""
-        job = self.job
-        tau2 = job.tau2[np.minimum(self.ires_p, len(job.tau2) - 1)]
-        safe_tau2 = np.where(tau2 > 0, tau2, 1.0)
-        safe_k = np.where(k_p > 1e-20, k_p, 1.0)
-        inv = np.where(tau2 > 0, 1.0 / (job.pad ** 3 * job.fudge * safe_tau2),
-                       np.where(k_p > 1e-20, 1.0 / (0.001 * safe_k), 0.0))
-        inv[(self.ires_p < minres_map) | ~self.inside_p] = 0.0
-        return inv
+        return prior_term(self.job, k_p, self.ires_p, self.inside_p, minres_map)
 
     def blob_real(self):
         """Real-space multiplier that convolves a P-grid Fourier array with RELION's blob."""
@@ -151,16 +166,30 @@ def fourier_to_map(ft, ori_size, pad):
     return (vol / sinc2).astype(np.float32)
 
 
-def map_to_fourier(vol, pad):
+def map_to_fourier(vol, pad, dtype=np.float64):
     """Inverse of fourier_to_map (up to the soft mask) for a real-space map: the padded F.
 
     Used to bring a denoised map onto the grid of B and K: undo the gridding correction,
-    undo the ori^2 scale, zero-pad to pad*ori and transform.
+    undo the ori^2 scale, zero-pad to pad*ori and transform. dtype float32 gives complex64
+    (half the memory; RELION's B files are single precision).
     """
+    import scipy.fft
+
     n = vol.shape[0]
     m = int(round(pad * n))
     sinc2 = _sinc2(n, pad)
-    big = np.zeros((m, m, m), dtype=np.float64)
+    big = np.zeros((m, m, m), dtype=dtype)
     o = m // 2 - n // 2
     big[o:o + n, o:o + n, o:o + n] = vol * sinc2 / float(n) ** 2
-    return np.fft.rfftn(np.fft.ifftshift(big))
+    return scipy.fft.rfftn(np.fft.ifftshift(big), workers=fft_workers())
+
+
+def fft_workers():
+    """Threads for the hook's FFTs: RELION runs the two halves' hooks at the same time, so
+    each takes half of the cores (REDPRIOR_FFT_THREADS overrides)."""
+    import os
+
+    env = os.environ.get("REDPRIOR_FFT_THREADS")
+    if env and env.isdigit() and int(env) > 0:
+        return int(env)
+    return max(1, (os.cpu_count() or 2) // 2)
