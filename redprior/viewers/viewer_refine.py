@@ -68,20 +68,26 @@ class RedPriorRefineViewer(ProtocolViewer):
         return fig
 
     def plotHistory(self):
-        from redprior.core.prior.history import read_log
+        """Lambda per iteration next to the resolution it was computed from (the hook's
+        schedule resolution: RELION's gold-standard FSC of that iteration at 0.143), and
+        RELION's own per-iteration estimate (model.star) for comparison."""
+        from redprior.core.prior.history import read_log, schedule_history
         fig, ax = self._figure(figsize=(7, 4))
+        hist = schedule_history(read_log(self.protocol.getExreconLog()))
+        ax.plot([h[0] for h in hist], [h[1] for h in hist], 'o-', color='tab:blue',
+                label='schedule resolution (Å): FSC 0.143 handed to the hook')
         rows = iteration_table(self.protocol._getExtraPath())
-        ax.plot([r[0] for r in rows], [r[1] for r in rows], 'o-', label='RELION resolution (Å)')
+        ax.plot([r[0] for r in rows], [r[1] for r in rows], '--', color='grey', lw=1,
+                label="RELION's estimate in model.star (Å)")
         ax.set_xlabel('iteration')
         ax.set_ylabel('resolution (Å)')
         ax2 = ax.twinx()
-        log = [r for r in read_log(self.protocol.getExreconLog()) if 'error' not in r]
-        its = sorted({r['iteration'] for r in log})
-        lams = [np.mean([r['lambda'] for r in log if r['iteration'] == it]) for it in its]
-        ax2.step(its, lams, where='mid', color='tab:red', label='lambda')
+        ax2.step([h[0] for h in hist], [h[2] for h in hist], where='mid', color='tab:red',
+                 label='λ')
         ax2.set_ylim(-0.05, 1.05)
-        ax2.set_ylabel('lambda', color='tab:red')
-        ax.set_title('resolution and lambda per iteration')
+        ax2.set_ylabel('λ (computed from the schedule resolution)', color='tab:red')
+        ax.legend(fontsize=7, loc='upper right')
+        ax.set_title('λ per iteration and the resolution it was computed from')
         fig.tight_layout()
         return fig
 

@@ -36,6 +36,19 @@ def read_log(path):
     return out
 
 
+def schedule_history(log):
+    """[(iteration, schedule resolution A, lambda)] per iteration from the hook's records:
+    the mean over the halves of the resolution lambda was computed from and of lambda (the
+    one series the viewer, the summary and the demo report show)."""
+    out = []
+    for it in sorted({r["iteration"] for r in log if "error" not in r}):
+        recs = [r for r in log if "error" not in r and r["iteration"] == it]
+        res = [r["resolution"] for r in recs if r.get("resolution") is not None]
+        out.append((it, sum(res) / len(res) if res else float("nan"),
+                    sum(r["lambda"] for r in recs) / len(recs)))
+    return out
+
+
 def final_fsc(folder):
     """(resolution per shell in 1/A, RELION's gold-standard FSC) of a finished refinement."""
     t = Table(fileName=final_output(folder, "model.star"), tableName="model_class_1")
