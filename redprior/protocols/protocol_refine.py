@@ -244,8 +244,9 @@ class ProtRedPriorRefine(RelionRunnerMixin, ProtRefine3D):
         write_json(self._getExtraPath('summary.json'), summary)
         for r in read_log(self.getExreconLog()):
             if 'error' not in r:
-                self.info('iteration %s half %s: resolution %s A, lambda %.3f, %.1f s'
-                          % (r['iteration'], r['half'], r['resolution'], r['lambda'],
+                self.info('iteration %s half %s: schedule resolution %s, lambda %.3f, %.1f s'
+                          % (r['iteration'], r['half'] or 'joined',
+                             r.get('resolution_text') or r['resolution'], r['lambda'],
                              r['seconds']))
         self.info('Final resolution %.2f A (%s) after %d iterations (%.0f s)'
                   % (summary['final_resolution'], summary['final_resolution_what'],
@@ -317,11 +318,16 @@ class ProtRedPriorRefine(RelionRunnerMixin, ProtRefine3D):
         s = self.getResults()
         if not s:
             return ['Prior: %s (not finished yet)' % PRIOR_LABELS[self.priorMode.get()]]
-        lams = [h[3] for h in s['lambda_history']]
+        from redprior.core.prior.history import schedule_history
+        hist = schedule_history([{'iteration': h[0], 'half': h[1], 'resolution': h[2],
+                                  'lambda': h[3]} for h in s['lambda_history']])
         return ['Prior: %s' % PRIOR_LABELS[self.priorMode.get()],
-                'Final resolution: %.2f A after %d iterations (%.0f s)'
-                % (s['final_resolution'], s['iterations'], s['wall_seconds']),
-                'Lambda: %s' % (', '.join('%.2f' % x for x in lams[::2]) if lams else '-')]
+                'Final resolution: %.2f Å (%s) after %d iterations (%.0f s)'
+                % (s['final_resolution'], s['final_resolution_what'], s['iterations'],
+                   s['wall_seconds']),
+                'λ per iteration (from the schedule resolution: the FSC 0.143 RELION hands '
+                'to the hook): %s' % (', '.join('%.2f at %.1f Å' % (lam, res)
+                                                for _, res, lam in hist) or '-')]
 
     def _methods(self):
         return ['Particles were refined with RELION 3D auto-refine using the %s prior through '
