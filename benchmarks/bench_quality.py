@@ -143,11 +143,8 @@ def make_dataset(folder, entry, snr, ctf, seed, n):
 
 # ---- one refinement -----------------------------------------------------------------------
 def cw_thresholds(model):
-    """The shipped model's CW-RED thresholds, else the paper's (what the refine form uses)."""
-    meta = read_metadata(model)
-    if meta.get("cw_low") and meta.get("cw_high"):
-        return float(meta["cw_low"]), float(meta["cw_high"])
-    return schedule.CW_LOW_DEFAULT, schedule.CW_HIGH_DEFAULT
+    """The model's CW-RED ramp, else the paper's (what the refine form uses)."""
+    return schedule.ramp_of(read_metadata(model))
 
 
 def run_folder_name(method, cw):

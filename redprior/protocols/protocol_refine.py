@@ -68,9 +68,10 @@ class ProtRedPriorRefine(RelionRunnerMixin, ProtRefine3D):
                       label='or denoiser file (.keras)', help=HELP['denoiserFile'])
         form.addParam('redLambda', params.FloatParam, default=1.0, condition=notGaussian,
                       label='λ (maximum)', help=HELP['redLambda'])
-        form.addParam('cwLow', params.FloatParam, default=schedule.CW_LOW_DEFAULT,
+        ramp = schedule.shipped_ramp()
+        form.addParam('cwLow', params.FloatParam, default=ramp[0],
                       condition=CW_CONDITION, label='λ 0 above (Å)', help=HELP['cwLow'])
-        form.addParam('cwHigh', params.FloatParam, default=schedule.CW_HIGH_DEFAULT,
+        form.addParam('cwHigh', params.FloatParam, default=ramp[1],
                       condition=CW_CONDITION, label='λ 1 below (Å)', help=HELP['cwHigh'])
 
         form.addSection(label='Sampling')

@@ -27,6 +27,26 @@ CW_LOW_DEFAULT = 10.0
 CW_HIGH_DEFAULT = 4.5
 
 
+def ramp_of(meta):
+    """(low, high) in A: a denoiser's own CW-RED ramp (its metadata's cw_low / cw_high, from
+    its single-pass curve or the quality benchmark, see threshold_reason), else the paper's."""
+    low, high = (meta or {}).get("cw_low"), (meta or {}).get("cw_high")
+    if low and high:
+        return float(low), float(high)
+    return CW_LOW_DEFAULT, CW_HIGH_DEFAULT
+
+
+def shipped_ramp():
+    """The shipped denoiser's ramp (the refine form's default), else the paper's."""
+    from redprior.core.denoiser.model import DenoiserError, read_metadata
+    from redprior.core.io.shipped import DEFAULT_DENOISER
+
+    try:
+        return ramp_of(read_metadata(DEFAULT_DENOISER))
+    except DenoiserError:
+        return CW_LOW_DEFAULT, CW_HIGH_DEFAULT
+
+
 def cwred_lambda(resolution, low=CW_LOW_DEFAULT, high=CW_HIGH_DEFAULT):
     """CW-RED confidence: 0 worse than `low` A, 1 better than `high` A, linear in A between."""
     if not np.isfinite(resolution) or resolution >= low:
