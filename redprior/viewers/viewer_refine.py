@@ -14,19 +14,37 @@ from redprior.viewers.figure_view import FigureView
 
 
 def iteration_table(extraPath):
-    """[(iteration, resolution A, fsc curve, 1/A axis)] from RELION's per-iteration half1 models."""
+    """[(iteration, resolution A, fsc curve, 1/A axis, resolution text)] from RELION's
+    per-iteration half1 models; the resolution is the curve's own 0.143 crossing read by the
+    one rule (core.fourier.fsc.read_resolution), as the hook reads it."""
     from emtable import Table
+
+    from redprior.core.fourier.fsc import read_resolution
     rows = []
     for path in sorted(glob.glob(os.path.join(extraPath, 'run*_it[0-9][0-9][0-9]_half1_model.star'))):
         it = int(re.search(r'_it(\d{3})_half1', path).group(1))
         if it == 0:
             continue
-        general = next(iter(Table(fileName=path, tableName='model_general')))
         cls = Table(fileName=path, tableName='model_class_1')
-        rows.append((it, float(general.rlnCurrentResolution),
-                     np.array(cls.getColumnValues('rlnGoldStandardFsc'), dtype=float),
-                     np.array(cls.getColumnValues('rlnResolution'), dtype=float)))
+        curve = np.array(cls.getColumnValues('rlnGoldStandardFsc'), dtype=float)
+        freq = np.array(cls.getColumnValues('rlnResolution'), dtype=float)
+        box = 2 * (len(curve) - 1)
+        res = read_resolution(curve, box, 1.0 / (box * freq[1]))
+        rows.append((it, res.bound_A, curve, freq, res.text))
     return rows
+
+
+def relion_estimates(extraPath):
+    """[(iteration, rlnCurrentResolution)] of RELION's per-iteration half1 models: RELION's
+    own running estimate, which it sizes its images by; not the FSC 0.143 crossing."""
+    from emtable import Table
+    out = []
+    for path in sorted(glob.glob(os.path.join(extraPath, 'run*_it[0-9][0-9][0-9]_half1_model.star'))):
+        it = int(re.search(r'_it(\d{3})_half1', path).group(1))
+        if it:
+            general = next(iter(Table(fileName=path, tableName='model_general')))
+            out.append((it, float(general.rlnCurrentResolution)))
+    return out
 
 
 class RedPriorRefineViewer(ProtocolViewer):
@@ -55,9 +73,9 @@ class RedPriorRefineViewer(ProtocolViewer):
         rows = iteration_table(self.protocol._getExtraPath())
         import matplotlib
         cmap = matplotlib.colormaps['viridis']
-        for i, (it, res, curve, freq) in enumerate(rows):
+        for i, (it, res, curve, freq, text) in enumerate(rows):
             ax.plot(freq, curve, color=cmap(i / max(1, len(rows) - 1)), lw=1,
-                    label='it %d (%.1f A)' % (it, res))
+                    label='it %d (0.143: %s)' % (it, text))
         ax.axhline(0.143, color='grey', lw=0.5)
         ax.set_xlabel('spatial frequency (1/Å)')
         ax.set_ylabel('gold-standard FSC')
@@ -76,9 +94,9 @@ class RedPriorRefineViewer(ProtocolViewer):
         hist = schedule_history(read_log(self.protocol.getExreconLog()))
         ax.plot([h[0] for h in hist], [h[1] for h in hist], 'o-', color='tab:blue',
                 label='schedule resolution (Å): FSC 0.143 handed to the hook')
-        rows = iteration_table(self.protocol._getExtraPath())
+        rows = relion_estimates(self.protocol._getExtraPath())
         ax.plot([r[0] for r in rows], [r[1] for r in rows], '--', color='grey', lw=1,
-                label="RELION's estimate in model.star (Å)")
+                label="RELION's running estimate (model.star rlnCurrentResolution, Å)")
         ax.set_xlabel('iteration')
         ax.set_ylabel('resolution (Å)')
         ax2 = ax.twinx()

@@ -59,7 +59,7 @@ class RedPriorValidateViewer(ProtocolViewer):
             return []
         plotter = EmPlotter(x=1, y=1, figsize=(10, 6.5), windowTitle='FSC curves',
                             mainTitle='Over-estimation: %s'
-                                      % _short(res['overestimation']['verdict']))
+                                      % _wrapped(res['overestimation']['verdict']))
         ax = plotter.createSubPlot('', 'spatial frequency (1/Å)', 'FSC')
         report.plot_fscs(ax, res)
         return [plotter]
@@ -108,5 +108,7 @@ class RedPriorValidateViewer(ProtocolViewer):
                                      ('pose_errors', self._showPoses)), dpi)
 
 
-def _short(text, n=90):
-    return text if len(text) <= n else text[:n - 3] + '...'
+def _wrapped(text, n=100):
+    """The whole verdict, wrapped (a cut verdict hid what the half-maps claim)."""
+    import textwrap
+    return '\n'.join(textwrap.wrap(text, n))
