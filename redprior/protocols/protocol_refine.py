@@ -73,6 +73,10 @@ class ProtRedPriorRefine(RelionRunnerMixin, ProtRefine3D):
                       condition=CW_CONDITION, label='λ 0 above (Å)', help=HELP['cwLow'])
         form.addParam('cwHigh', params.FloatParam, default=ramp[1],
                       condition=CW_CONDITION, label='λ 1 below (Å)', help=HELP['cwHigh'])
+        form.addParam('doGpu', params.BooleanParam, default=True, condition=notGaussian,
+                      label='Use GPU acceleration?', help=HELP['doGpu'])
+        form.addParam('gpusToUse', params.StringParam, default='0', label='Which GPUs to use',
+                      condition=notGaussian + ' and doGpu', help=HELP['gpusToUse'])
 
         form.addSection(label='Sampling')
         for name, label, default in (('healpixOrder', 'Initial HEALPix order', 1),
@@ -119,7 +123,8 @@ class ProtRedPriorRefine(RelionRunnerMixin, ProtRefine3D):
 
     def refineStep(self, priorArgs):
         model = self.getDenoiserPath() if self.priorMode.get() != PRIOR_GAUSSIAN else None
-        worker, socket = self._startDenoiserWorker(model)
+        gpu = self.getAttributeValue('gpusToUse', '0') if self.getAttributeValue('doGpu') else None
+        worker, socket = self._startDenoiserWorker(model, gpu)
         try:
             self._runRelion(socket)
         finally:

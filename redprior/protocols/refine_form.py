@@ -35,6 +35,15 @@ HELP = {
              'from the denoiser\'s single-pass curve, else the paper\'s 10 Å.',
     'cwHigh': 'CW-RED: λ reaches its maximum once the current resolution is better than this '
               '(Å); the paper\'s 4.5 Å by default. Must be smaller than "λ 0 above".',
+    'doGpu': 'Run the denoiser worker (the network pass of every M-step) on an NVIDIA GPU. '
+             'The GPU is for the denoiser only: RELION 3.1 from Debian is CPU-only and gets no '
+             'GPU flags from this protocol. Needs TensorFlow with CUDA (README "GPU": pip '
+             'install "scipion-em-redprior[gpu]"); without a usable GPU the worker runs on '
+             'the CPU and says why in extra/worker.log and in this protocol\'s log ("no GPU '
+             'usable (...), running on the CPU"). No: the CPU, whatever is installed.',
+    'gpusToUse': 'GPU ids for the denoiser worker as CUDA numbers them (CUDA_VISIBLE_DEVICES): '
+                 '"0", "0,1"; RELION\'s per-rank form "0,0:1,1" means the GPUs 0 and 1. The '
+                 'worker runs on the first of them, both halves at once.',
     'healpixOrder': 'Initial angular sampling (--healpix_order): 1 = 15°, 2 = 7.5°, 3 = 3.7°. '
                     'RELION\'s default 2 is several times slower and rarely needed for small '
                     'boxes.',

@@ -4,6 +4,8 @@ A model is a Keras 3 `.keras` file plus a `<name>.json` sidecar with what RED ne
 it correctly: box and pixel size it was trained at, the normalisation ('standardise': per
 map (x - mean) / std before the network, undone after), whether it predicts the residual,
 and a description. TensorFlow is imported only here, and only when a model is used.
+Maps larger than one tile (core.denoiser.tiling: 128 voxels by default, REDPRIOR_TILE) go
+through the network in overlapping tiles, so the memory of a pass does not grow with the box.
 """
 import json
 import os
@@ -11,6 +13,7 @@ import os
 import numpy as np
 
 
+from redprior.core.denoiser import tiling
 from redprior.core.fourier.filters import fourier_resample, pad_or_crop
 
 # Refuse pixel-size ratios beyond this: resampled that far, the model never saw such maps.
@@ -74,15 +77,25 @@ class Denoiser:
 
     MAX_RESAMPLE = MAX_RESAMPLE
 
-    def __init__(self, model_path):
+    def __init__(self, model_path, tile=None, overlap=None):
+        """tile / overlap (voxels, on the model's grid): see core.denoiser.tiling.settings
+        (None: REDPRIOR_TILE / REDPRIOR_TILE_OVERLAP, else 128 / 16; tile 0: never tile)."""
         self.path = model_path
         self.meta = read_metadata(model_path)
+        try:
+            self.tile, self.overlap = tiling.settings(tile, overlap, self.multiple)
+        except ValueError as exc:
+            raise DenoiserError(str(exc)) from exc
         import keras  # heavy: only when a model is really used
 
         try:
             self.model = keras.saving.load_model(model_path, compile=False)
         except Exception as exc:
             raise DenoiserError(f"Cannot load denoiser {model_path}: {exc}") from exc
+
+    @property
+    def multiple(self):
+        return int(self.meta.get("multiple", DEFAULT_MULTIPLE)) or 1
 
     @property
     def pixel_size(self):
@@ -99,12 +112,20 @@ class Denoiser:
                     "at this pixel size.")
         return ""
 
+    def _batch(self, x):
+        """The network on a batch (b, t, t, t) of maps; Keras inference, safe from threads."""
+        return np.asarray(self.model(x[..., None].astype(np.float32), training=False))[..., 0]
+
     def _network(self, vol):
-        mult = int(self.meta.get("multiple", DEFAULT_MULTIPLE)) or 1
+        mult = self.multiple
         n = vol.shape[0]
         n_net = int(np.ceil(n / mult) * mult)
         x = pad_or_crop(vol, n_net, fill=float(np.mean(vol)))
-        y = np.asarray(self.model(x[None, ..., None].astype(np.float32), training=False))[0, ..., 0]
+        if self.tile and n_net > self.tile:  # bounded memory at large boxes (tiling doc)
+            y = tiling.apply_tiled(self._batch, x, self.tile, self.overlap, mult)
+        else:  # one piece, exactly as before tiling existed
+            y = np.asarray(self.model(x[None, ..., None].astype(np.float32),
+                                      training=False))[0, ..., 0]
         if self.meta.get("residual", False):
             y = x - y
         return pad_or_crop(y, n)
