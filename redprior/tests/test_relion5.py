@@ -6,7 +6,7 @@
 Build (CPU only, no GUI, no downloads; ~1-2 h on 2 cores):
     git clone https://github.com/3dem/relion -b ver5.0 && mkdir relion/build && cd relion/build
     cmake .. -DGUI=OFF -DCUDA=OFF -DALTCPU=OFF -DFORCE_OWN_FFTW=OFF -DFETCH_WEIGHTS=OFF
-    make refine_mpi external_reconstruct
+    make refine refine_mpi external_reconstruct
 
 Checks: (1) lambda = 0 is RELION 5's own reconstruction (its relion_external_reconstruct
 on the files its relion_refine hands the hook), through RELION's program and through the
