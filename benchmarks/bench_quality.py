@@ -262,7 +262,9 @@ def load_rows():
             f = os.path.join(RUNS, ds, name, "metrics.json")
             if os.path.exists(f):
                 with open(f) as fh:
-                    rows.append(json.load(fh))
+                    row = json.load(fh)
+                if "structure" in row:  # not a bias control (bench_bias.py)
+                    rows.append(row)
     return rows
 
 
