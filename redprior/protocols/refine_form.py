@@ -32,9 +32,11 @@ HELP = {
     'cwLow': 'CW-RED: λ is 0 while the current resolution is worse than this (Å). The '
              'resolution is read from the gold-standard FSC that RELION hands to the hook in '
              'each iteration (last shell before it drops below 0.143). The wizard reads it '
-             'from the denoiser\'s single-pass curve, else the paper\'s 10 Å.',
+             'from the denoiser\'s metadata (the shipped denoiser: 20 Å, measured by the quality '
+             'benchmark), else the paper\'s 10 Å.',
     'cwHigh': 'CW-RED: λ reaches its maximum once the current resolution is better than this '
-              '(Å); the paper\'s 4.5 Å by default. Must be smaller than "λ 0 above".',
+              '(Å): the denoiser\'s own value (the shipped one: 10 Å), else the paper\'s 4.5 Å. '
+              'Must be smaller than "λ 0 above".',
     'doGpu': 'Run the denoiser worker (the network pass of every M-step) on an NVIDIA GPU. '
              'The GPU is for the denoiser only: RELION 3.1 from Debian is CPU-only and gets no '
              'GPU flags from this protocol. Needs TensorFlow with CUDA (README "GPU": pip '

@@ -113,18 +113,19 @@ class TestRefineWizards(BaseTest):
         self.assertIn('Nyquist (4.00 A)', form.infos[0])
 
     def test_thresholds_of_the_shipped_denoiser(self):
-        # no model chosen: the refinement will use the shipped one, so the wizard reads its curve
+        # no model chosen: the refinement will use the shipped one, so the wizard reads its
+        # metadata: the ramp the quality benchmark measured (its single-pass curve on
+        # Gaussian-noise maps places none), with the reason shown, and no error dialog
         from redprior.core.denoiser.model import read_metadata
         from redprior.core.io.shipped import DEFAULT_DENOISER
+        from redprior.core.prior.schedule import shipped_ramp
         meta = read_metadata(DEFAULT_DENOISER)
         form = self._show(RedPriorCwThresholdsWizard, self._refine(), 'cwLow')
-        # trained on Gaussian noise, its single-pass gain does not fall off at low resolution,
-        # so its curve places no ramp: the paper's values, and the reason, are shown as
-        # information (the model is fine: no error dialog on every click)
-        self.assertIsNone(meta['cw_low'])
-        self.assertEqual(form.vars, {'cwLow': 10.0, 'cwHigh': 4.5})
+        self.assertEqual((meta['cw_low'], meta['cw_high']), (20.0, 10.0))
+        self.assertEqual(form.vars, {'cwLow': 20.0, 'cwHigh': 10.0})
+        self.assertEqual(shipped_ramp(), (20.0, 10.0))  # the form's default is the same
         self.assertEqual(form.errors, [])
-        for text in ('redprior_default_denoiser.keras', 'does not rise', "paper's thresholds"):
+        for text in ('redprior_default_denoiser.keras', 'quality benchmark', 'pure noise'):
             self.assertIn(text, form.infos[0])
 
     def test_thresholds_fall_back_to_the_paper(self):
@@ -272,8 +273,10 @@ class TestWorkflowTemplate(BaseTest):
             self.assertEqual(refine.numberOfMpi.get(), 3)
             link(refine.inputParticles, sim, 'outputParticles')
             link(refine.referenceVolume, sim, 'outputInitialModel')
+        # the template's ramp is the shipped denoiser's (the form's default)
+        from redprior.core.prior.schedule import shipped_ramp
         self.assertEqual((cw.cwLow.get(), cw.cwHigh.get(), cw.denoiserFile.get()),
-                         (10.0, 4.5, ''))
+                         shipped_ramp() + ('',))
         for val, refine in ((val1, gauss), (val2, cw)):
             link(val.inputVolume, refine, 'outputVolume')
             link(val.refinedParticles, refine, 'outputParticles')
