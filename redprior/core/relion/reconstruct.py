@@ -10,7 +10,7 @@ with RELION's 10 Pipe-Menon density-compensation iterations on its odd gridding 
 """
 import numpy as np
 
-from redprior.core.fourier.grid import radius2, real_radius
+from redprior.core.fourier.grid import integer_frequencies, radius2, real_radius
 
 from .contract import relion_round
 
@@ -40,10 +40,20 @@ def prior_term(job, k, ires, inside, minres_map=5):
 
 def padded_grid_shells(job):
     """(shell round(r/pad), inside RELION's data radius) on RELION's padded grid M (the
-    layout of its B and K files)."""
-    r2 = radius2(job.padded_size)
+    layout of its B and K files).
+
+    Built in int32 / one float64 buffer (r >= 0, so RELION's ROUND is floor(r/pad + 0.5)):
+    at box 256, pad 2 the generic radius2 / relion_round path made five 0.5 GB temporaries."""
+    m = job.padded_size
+    k = integer_frequencies(m).astype(np.int32)
+    kx = np.arange(m // 2 + 1, dtype=np.int32)
+    r2 = k[:, None, None] ** 2 + k[None, :, None] ** 2 + kx[None, None, :] ** 2
     limit = int(relion_round(job.pad * job.r_max))
-    return relion_round(np.sqrt(r2) / job.pad), r2 < limit ** 2
+    shell = np.sqrt(r2, dtype=np.float64)
+    shell /= job.pad
+    shell += 0.5
+    np.floor(shell, out=shell)
+    return shell.astype(np.int32), r2 < limit ** 2
 
 
 class Reconstructor:
