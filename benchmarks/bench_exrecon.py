@@ -9,7 +9,8 @@ Prints:
      alone and the worker's peak memory; and of both halves arriving at once. Ratios are
      against relion_external_reconstruct measured in the same run;
   2. the wall-time ratio of a CW-RED auto-refine (our hook + worker) to a plain RELION
-     auto-refine (no hook) on the same simulated data (box 64, 2 A/px, --particles, same seed),
+     auto-refine (no hook) on the same simulated data (box 64, or --refine-box 128; 2 A/px,
+     --particles, same seed),
      both run at the same time so that they share whatever else loads the machine.
 
     venv/bin/python benchmarks/bench_exrecon.py [--boxes 64,128,256] [--pads 1,2]
@@ -50,7 +51,7 @@ ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIR
 
 
 def make_data(folder, n, snr, seed):
-    gt = structure.potential_map(DEMO_MODEL, BOX, PIX)
+    gt = structure.potential_map(DEMO_MODEL, BOX, PIX)  # BOX: --refine-box
     sim = simulate.simulate_particles(gt, PIX, n, snr=snr, seed=seed)
     particles_star.write_particles(sim, PIX, folder)
     write_map(os.path.join(folder, "ref.mrc"), fourier.lowpass(gt, PIX, 30.0), PIX)
@@ -63,7 +64,7 @@ def make_data(folder, n, snr, seed):
 def bench_refine_args(out, hook):
     """The refine protocol's relion_refine arguments (core.relion.command) for this data."""
     return refine_args(RefineSettings(output_root=out, particles_star="particles.star",
-                                      reference="ref.mrc", mask_diameter_A=115.0,
+                                      reference="ref.mrc", mask_diameter_A=0.9 * BOX * PIX,
                                       ini_high_A=30.0, pad=2, external_reconstruct=hook))
 
 
@@ -260,11 +261,15 @@ def main():
     p.add_argument("--skip-refine", action="store_true")
     p.add_argument("--skip-calls", action="store_true")
     p.add_argument("--boxes", default="64,128,256")
+    p.add_argument("--refine-box", type=int, default=64,
+                   help="box of the whole-refinement comparison (64 or 128)")
     p.add_argument("--pads", default="1,2")
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--sequential", action="store_true",
                    help="run the two refinements one after the other (idle machine only)")
     args = p.parse_args()
+    global BOX
+    BOX = args.refine_box
     if shutil.which("relion_refine_mpi") is None:
         sys.exit("RELION is needed (apt-get install relion openmpi-bin)")
     folder = args.folder or tempfile.mkdtemp(prefix="redprior_bench_")
