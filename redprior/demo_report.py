@@ -12,6 +12,7 @@ import numpy as np
 
 from redprior.core.fourier.fsc import mean_fsc
 from redprior.core.io.jsonfile import write_json
+from redprior.core.prior.history import schedule_history
 
 HALF_WHAT = ("gold-standard half-map FSC at 0.143: masked (auto mask of the ground truth), "
              "phase-randomisation corrected, as relion_postprocess")
@@ -116,14 +117,14 @@ def plot_lambda(entries, path):
     ax = fig.add_subplot(111)
     ax2 = ax.twinx()
     for e, colour in zip(entries, ('tab:blue', 'tab:red', 'tab:green', 'tab:orange')):
-        hist = [h for h in e['lambda_history'] if h[1] in (1, 0)]  # half 1 (and the final call)
+        hist = schedule_history(e['lambda_history'])  # the refine viewer's series
         if not hist:
             continue
         its = [h[0] for h in hist]
-        ax.plot(its, [h[3] for h in hist], color=colour, marker='o', ms=3,
+        ax.plot(its, [h[2] for h in hist], color=colour, marker='o', ms=3,
                 label='%s: λ' % e['label'])
-        ax2.plot(its, [h[2] if h[2] is not None else np.nan for h in hist], color=colour,
-                 ls=':', label='%s: resolution λ was computed from (Å)' % e['label'])
+        ax2.plot(its, [h[1] for h in hist], color=colour, ls=':',
+                 label='%s: resolution λ was computed from (Å)' % e['label'])
     ax.set_xlabel('iteration')
     ax.set_ylabel('λ')
     ax.set_ylim(-0.05, 1.05)

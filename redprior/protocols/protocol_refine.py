@@ -325,8 +325,7 @@ class ProtRedPriorRefine(RelionRunnerMixin, ProtRefine3D):
         if not s:
             return ['Prior: %s (not finished yet)' % PRIOR_LABELS[self.priorMode.get()]]
         from redprior.core.prior.history import schedule_history
-        hist = schedule_history([{'iteration': h[0], 'half': h[1], 'resolution': h[2],
-                                  'lambda': h[3]} for h in s['lambda_history']])
+        hist = schedule_history(s['lambda_history'])
         return ['Prior: %s' % PRIOR_LABELS[self.priorMode.get()],
                 'Final resolution: %.2f Å (%s) after %d iterations (%.0f s)'
                 % (s['final_resolution'], s['final_resolution_what'], s['iterations'],

@@ -59,13 +59,13 @@ class TestScheduleHistory(unittest.TestCase):
     def test_one_series_per_iteration_from_the_hook_log(self):
         """The viewer, the summary and the demo show lambda next to the resolution it was
         computed from: the mean over the halves of the hook's records, errors left out."""
-        from redprior.core.prior.history import schedule_history
+        from redprior.core.prior.history import history_rows, schedule_history
 
         log = [{'iteration': 1, 'half': 1, 'resolution': 10.0, 'lambda': 0.0},
                {'iteration': 1, 'half': 2, 'resolution': 9.0, 'lambda': 0.2},
                {'error': 'redprior_exrecon failed on x.star'},
                {'iteration': 2, 'half': 0, 'resolution': None, 'lambda': 1.0}]
-        hist = schedule_history(log)
+        hist = schedule_history(history_rows(log))
         self.assertEqual([h[0] for h in hist], [1, 2])
         self.assertAlmostEqual(hist[0][1], 9.5)
         self.assertAlmostEqual(hist[0][2], 0.1)

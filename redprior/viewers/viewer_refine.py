@@ -89,9 +89,9 @@ class RedPriorRefineViewer(ProtocolViewer):
         """Lambda per iteration next to the resolution it was computed from (the hook's
         schedule resolution: RELION's gold-standard FSC of that iteration at 0.143), and
         RELION's own per-iteration estimate (model.star) for comparison."""
-        from redprior.core.prior.history import read_log, schedule_history
+        from redprior.core.prior.history import history_rows, read_log, schedule_history
         fig, ax = self._figure(figsize=(7, 4))
-        hist = schedule_history(read_log(self.protocol.getExreconLog()))
+        hist = schedule_history(history_rows(read_log(self.protocol.getExreconLog())))
         ax.plot([h[0] for h in hist], [h[1] for h in hist], 'o-', color='tab:blue',
                 label='schedule resolution (Å): FSC 0.143 handed to the hook')
         rows = relion_estimates(self.protocol._getExtraPath())

@@ -36,16 +36,23 @@ def read_log(path):
     return out
 
 
-def schedule_history(log):
-    """[(iteration, schedule resolution A, lambda)] per iteration from the hook's records:
-    the mean over the halves of the resolution lambda was computed from and of lambda (the
-    one series the viewer, the summary and the demo report show)."""
+def history_rows(log):
+    """[iteration, half, schedule resolution (A), lambda] per successful hook call: a
+    summary's lambda_history."""
+    return [[r["iteration"], r["half"], r["resolution"], r["lambda"]]
+            for r in log if "error" not in r]
+
+
+def schedule_history(rows):
+    """[(iteration, schedule resolution A, lambda)] per iteration from history_rows(): the
+    mean over the halves of the resolution lambda was computed from and of lambda (the one
+    series the viewer, the summary and the demo page show; NaN where none was read)."""
     out = []
-    for it in sorted({r["iteration"] for r in log if "error" not in r}):
-        recs = [r for r in log if "error" not in r and r["iteration"] == it]
-        res = [r["resolution"] for r in recs if r.get("resolution") is not None]
+    for it in sorted({r[0] for r in rows}):
+        calls = [r for r in rows if r[0] == it]
+        res = [r[2] for r in calls if r[2] is not None]
         out.append((it, sum(res) / len(res) if res else float("nan"),
-                    sum(r["lambda"] for r in recs) / len(recs)))
+                    sum(r[3] for r in calls) / len(calls)))
     return out
 
 
@@ -74,7 +81,6 @@ def refinement_summary(folder, log_path, method, seconds, denoiser):
         "iterations": len({r["iteration"] for r in log}),
         "wall_seconds": round(seconds, 1),
         "calls": len(log),
-        "lambda_history": [[r["iteration"], r["half"], r["resolution"], r["lambda"]]
-                           for r in log],
+        "lambda_history": history_rows(log),
         "denoiser": denoiser,
     }
