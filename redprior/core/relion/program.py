@@ -121,10 +121,9 @@ class RelionProgram:
             vol, _ = read_map(result)
         except MapError as exc:
             raise ContractError(f"{PROGRAM} wrote an unusable map: {exc}") from exc
-        for path in (result, real if data is not None else None,
-                     imag if data is not None else None):
-            if path and os.path.exists(path):
-                os.remove(path)
+        # the scratch files go now (B' is as large as RELION's B); close() removes the rest
+        for path in [result] + ([real, imag] if data is not None else []):
+            os.remove(path)
         return np.asarray(vol, dtype=np.float32)
 
     def unregularised_map(self):
