@@ -85,8 +85,9 @@ class RedPriorSimulateViewer(ProtocolViewer):
         images = self._readImages(GALLERY_SIZE)
         star = self._starAngles(len(images))
         side = int(np.ceil(np.sqrt(len(images))))
+        what = ' (true rot, tilt, psi in °)' if star is not None else ''
         plotter = EmPlotter(x=side, y=side, figsize=(8, 8),
-                            mainTitle='First %d of the simulated particles' % len(images),
+                            mainTitle='First %d of the simulated particles%s' % (len(images), what),
                             windowTitle='Particle gallery')
         for i, img in enumerate(images):
             title = '#%d' % (i + 1)
