@@ -188,13 +188,6 @@ def run(args):
     return rec
 
 
-def _denoised(args, x_tilde):
-    denoised, where = _denoise(args, x_tilde)
-    if not np.all(np.isfinite(denoised)):
-        raise ContractError(f"The denoiser {args.model} returned NaN or infinite values.")
-    return denoised, where
-
-
 def _update_by_program(args, job, lam, applied, resolution, angpix):
     """x~ and update (17) by RELION's own program on our inputs (core.relion.program)."""
     with RelionProgram(job, args.minres_map) as program:
@@ -203,7 +196,7 @@ def _update_by_program(args, job, lam, applied, resolution, angpix):
             _record(args.record, job, x_tilde, angpix, resolution)
         if lam <= 0:
             return program.map_reconstruction(), ""
-        denoised, where = _denoised(args, x_tilde)
+        denoised, where = _denoise(args, x_tilde)
         del x_tilde
         b, k = load_fourier(job, np.float32)
         _check_finite(job, b, k)
@@ -220,7 +213,7 @@ def _update_in_numpy(args, job, lam, applied, resolution, angpix):
     x_tilde = unregularised_map(rec_grid, b, k) if (lam > 0 or args.record) else None
     if args.record:
         _record(args.record, job, x_tilde, angpix, resolution)
-    denoised, where = _denoised(args, x_tilde) if lam > 0 else (None, "")
+    denoised, where = _denoise(args, x_tilde) if lam > 0 else (None, "")
     return red_update(rec_grid, b, k, denoised, applied, args.minres_map), where
 
 
@@ -249,15 +242,21 @@ def _denoise(args, x_tilde):
     if args.worker:
         from redprior.core.denoiser.worker import denoise_remote
         try:
-            return denoise_remote(args.worker, x_tilde, args.angpix,
-                                  args.worker_timeout), "worker"
+            return _checked(args, denoise_remote(args.worker, x_tilde, args.angpix,
+                                                 args.worker_timeout)), "worker"
         except ConnectionError as exc:  # WorkerUnavailable: gone, stopped or too slow
             print(f"redprior_exrecon: {exc}; loading the model in this process (same prior, "
                   "slower)", flush=True)
             where = f"in-process ({exc})"
     from redprior.core.denoiser.model import Denoiser  # TensorFlow only when it is needed
 
-    return Denoiser(args.model)(x_tilde, args.angpix), where
+    return _checked(args, Denoiser(args.model)(x_tilde, args.angpix)), where
+
+
+def _checked(args, denoised):
+    if not np.all(np.isfinite(denoised)):
+        raise ContractError(f"The denoiser {args.model} returned NaN or infinite values.")
+    return denoised
 
 
 def _finite(x):
