@@ -21,12 +21,16 @@ from redprior.core.fourier.fsc import read_resolution
 from redprior.core.relion.contract import (ContractError, cleanup, load_fourier, read_job,
                                            write_result)
 from redprior.core.relion.program import RelionProgram, find_program
-from redprior.core.relion.reconstruct import Reconstructor
+from redprior.core.relion.reconstruct import Reconstructor, direct_map
 
 from . import schedule
 from .history import append_log
 from .settings import PriorSettings, prior_problems
 from .update import red_numerator, red_update, unregularised_map
+
+
+DIRECT, GRIDDED = "direct", "gridded"
+DENOISER_INPUTS = (DIRECT, GRIDDED)
 
 
 def build_parser():
@@ -55,6 +59,16 @@ def build_parser():
                         "on our inputs (faster, leaner; core.relion.program) or the numpy "
                         "re-implementation (core.relion.reconstruct); auto: RELION's program "
                         "when it is found, else numpy")
+    p.add_argument("--denoiser-input", choices=DENOISER_INPUTS, default=DIRECT,
+                   help="how x~ = B/K, the denoiser's input, is computed: direct (one division "
+                        "and inverse FFT, as the method's authors and RELION 5's Blush do) or "
+                        "gridded (RELION's 10 gridding iterations: a second reconstruction per "
+                        "call); the update itself always uses RELION's gridding")
+    p.add_argument("--cap-at-resolution", action="store_true",
+                   help="apply the prior only up to the current resolution (the shell where "
+                        "the half-map FSC crosses --fsc-threshold, with a %d-shell raised-cosine "
+                        "edge); beyond it RELION's own prior (see core.prior.schedule."
+                        "resolution_cap)" % schedule.CAP_EDGE_SHELLS)
     p.add_argument("--log", help="append one line per call to this file")
     p.add_argument("--worker", help="socket of a running denoiser worker (redprior_worker); "
                                     "without one the model is loaded in this process")
@@ -69,11 +83,16 @@ def build_parser():
 
 def hook_args(mode, pixel_size, log, model=None, red_lambda=1.0,
               cw_low=schedule.CW_LOW_DEFAULT, cw_high=schedule.CW_HIGH_DEFAULT,
-              worker=None, keep=False, record=None):
+              worker=None, keep=False, record=None, cap_at_resolution=False,
+              denoiser_input=DIRECT):
     """Options of redprior_exrecon (RELION appends the STAR file itself)."""
     args = ["--mode", mode, "--angpix", "%g" % pixel_size, "--log", log]
     if mode != schedule.GAUSSIAN:
         args += ["--model", model, "--lambda", "%g" % red_lambda]
+        if cap_at_resolution:
+            args.append("--cap-at-resolution")
+    if mode != schedule.GAUSSIAN or record:
+        args += ["--denoiser-input", denoiser_input]
     if mode in (schedule.CWRED, schedule.CWRED_SHELL):
         args += ["--cw-low", "%g" % cw_low, "--cw-high", "%g" % cw_high]
     if worker:
@@ -146,6 +165,10 @@ def run(args):
     lam_scalar, shell = lam, None
     if table is not None:
         shell = schedule.lambda_per_shell(table, resolution, job.ori_size, angpix, lam)
+    if args.cap_at_resolution:
+        cap = schedule.resolution_cap(fsc_res.shell, job.ori_size)
+        shell = cap * (lam if shell is None else shell)
+    if table is not None:
         # the scalar that goes into the log and the summaries: the mean over the shells that
         # carry the prior (minres_map .. RELION's current size), as RELION sees them
         lo, hi = max(1, args.minres_map), max(1, job.r_max)
@@ -166,10 +189,13 @@ def run(args):
            "lambda": lam, "mode": args.mode, "current_size": job.current_size,
            "pad": job.pad, "seconds": round(time.time() - t0, 3), "denoiser": where,
            "reconstruction": "relion_external_reconstruct" if program else "numpy",
+           "denoiser_input": args.denoiser_input,
            "star": os.path.basename(args.star)}
     if fsc_warning:
         rec["warning"] = fsc_warning
         print(f"redprior_exrecon: WARNING: {fsc_warning}", flush=True)
+    if args.cap_at_resolution:
+        rec["cap_shell"] = fsc_res.shell
     if shell is not None:
         rec["lambda_scalar"] = lam_scalar
         rec["lambda_shell"] = [round(float(v), 4) for v in shell[:job.r_max + 1]]
@@ -178,10 +204,12 @@ def run(args):
         cleanup(job)
     # RELION runs us with its own stdout, so this line lands live in the protocol's log.
     detail = ""
-    if shell is not None:
+    if table is not None:
         used = shell[max(1, args.minres_map):job.r_max + 1]
         detail = (f" (mean over shells; schedule {lam_scalar:.3f}, per-shell lambda "
                   f"{used.min() if len(used) else 0:.3f}-{used.max() if len(used) else 0:.3f})")
+    if args.cap_at_resolution:
+        detail += f", prior only up to shell {fsc_res.shell} (the current resolution)"
     print(f"redprior_exrecon: iteration {job.iteration} half {job.half or 'joined'}: "
           f"resolution {fsc_res.text}, {args.mode} lambda {lam:.3f}{detail}, {rec['seconds']:.2f} s",
           flush=True)
@@ -191,15 +219,22 @@ def run(args):
 def _update_by_program(args, job, lam, applied, resolution, angpix):
     """x~ and update (17) by RELION's own program on our inputs (core.relion.program)."""
     with RelionProgram(job, args.minres_map) as program:
-        x_tilde = program.unregularised_map() if (lam > 0 or args.record) else None
+        if not (lam > 0 or args.record):
+            return program.map_reconstruction(), ""
+        b = k = None
+        if args.denoiser_input == DIRECT:
+            b, k = _fourier(job)
+            x_tilde = direct_map(job, b, k)
+        else:  # RELION's program first: B and K are not held while it runs
+            x_tilde = program.unregularised_map()
         if args.record:
             _record(args.record, job, x_tilde, angpix, resolution)
         if lam <= 0:
             return program.map_reconstruction(), ""
         denoised, where = _denoise(args, x_tilde)
         del x_tilde
-        b, k = load_fourier(job, np.float32)
-        _check_finite(job, b, k)
+        if b is None:
+            b, k = _fourier(job)
         b += red_numerator(job, k, denoised, applied, args.minres_map)
         del k, denoised
         return program.map_reconstruction(b), where
@@ -210,11 +245,21 @@ def _update_in_numpy(args, job, lam, applied, resolution, angpix):
     b, k = load_fourier(job)
     _check_finite(job, b, k)
     rec_grid = Reconstructor(job, args.gridding_iterations)
-    x_tilde = unregularised_map(rec_grid, b, k) if (lam > 0 or args.record) else None
+    x_tilde = None
+    if lam > 0 or args.record:
+        x_tilde = (direct_map(job, b, k) if args.denoiser_input == DIRECT
+                   else unregularised_map(rec_grid, b, k))
     if args.record:
         _record(args.record, job, x_tilde, angpix, resolution)
     denoised, where = _denoise(args, x_tilde) if lam > 0 else (None, "")
     return red_update(rec_grid, b, k, denoised, applied, args.minres_map), where
+
+
+def _fourier(job):
+    """B and K in single precision (as RELION writes them), checked."""
+    b, k = load_fourier(job, np.float32)
+    _check_finite(job, b, k)
+    return b, k
 
 
 def _check_finite(job, b, k):

@@ -93,3 +93,25 @@ def lambda_per_shell(table, resolution, ori_size, pixel_size, scalar):
     per = shell_table_row(clean, resolution, int(ori_size), float(pixel_size))
     out[:len(per)] = np.clip(per, 0.0, 1.0) * float(scalar)
     return out
+
+
+# Shells of the raised-cosine edge of resolution_cap beyond the current resolution.
+CAP_EDGE_SHELLS = 2
+
+
+def resolution_cap(shell, n, edge=CAP_EDGE_SHELLS):
+    """Per-shell factor of lambda (length n) for a prior limited to the current resolution:
+    1 up to `shell` (the last shell whose half-map FSC is at or above the threshold), a
+    raised cosine to 0 over `edge` shells beyond, 0 further out.
+
+    Why: the denoiser puts features into both half-maps alike; beyond the resolution the data
+    support, those features correlate the halves and the FSC runs ahead of the truth (RELION 5's
+    Blush limits its prior the same way, its "spectral trailing"). Up to `shell` the data
+    already agree, so the prior can help there without claiming resolution."""
+    out = np.zeros(int(n))
+    top = min(max(int(shell), 0), len(out) - 1)
+    out[:top + 1] = 1.0
+    for j in range(1, edge + 1):
+        if top + j < len(out):
+            out[top + j] = 0.5 * (1.0 + np.cos(np.pi * j / (edge + 1)))
+    return out
