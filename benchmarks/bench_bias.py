@@ -115,6 +115,9 @@ def main(argv=None):
                                               "model's thresholds, else the paper's)")
     p.add_argument("--mpi", type=int, default=3)
     p.add_argument("--model", default=bq.DEFAULT_DENOISER)
+    p.add_argument("--cap", action="store_true",
+                   help="the hook's --cap-at-resolution (as bench_quality --cap)")
+    p.add_argument("--denoiser-input", choices=bq.DENOISER_INPUTS, default=bq.DIRECT)
     p.add_argument("--report", action="store_true")
     p.add_argument("--results", default=bq.RESULTS, help="results folder (default: %(default)s)")
     a = p.parse_args(argv)
@@ -128,16 +131,19 @@ def main(argv=None):
         data = bq.make_dataset(os.path.join(bq.RUNS, name), a.structure, a.snr, False, a.seed,
                                bq.PARTICLES)
         control = make_noise_control(data, folder, a.seed + 1000)
+        hook = dict(cap_at_resolution=a.cap, denoiser_input=a.denoiser_input)
         for method in a.methods.split(","):
-            out = os.path.join(folder, bq.run_folder_name(method, cw))
+            out = os.path.join(folder, bq.run_folder_name(method, cw, hook))
             mfile = os.path.join(out, "metrics.json")
             if os.path.exists(mfile):
                 continue
             bq.log(f"{name}_noise: refining with {method}")
-            wall = bq.refine(control, out, method, a.mpi, model, cw)
+            wall = bq.refine(control, out, method, a.mpi, model, cw, hook)
             m = evaluate(control, out, wall)
             m.update(method=method, **({"cw_low": cw[0], "cw_high": cw[1]}
                                        if method.startswith("cwred") else {}))
+            if method != "plain":
+                m.update(hook)
             with open(mfile + ".tmp", "w") as fh:
                 json.dump(m, fh)
             os.replace(mfile + ".tmp", mfile)

@@ -59,7 +59,7 @@ from redprior.core.denoiser.model import read_metadata  # noqa: E402
 from redprior.core.io.shipped import DEFAULT_DENOISER  # noqa: E402
 from redprior.core.io.mrc import read_map, write_map  # noqa: E402
 from redprior.core.prior import schedule  # noqa: E402
-from redprior.core.prior.exrecon import hook_args, hook_command  # noqa: E402
+from redprior.core.prior.exrecon import DENOISER_INPUTS, DIRECT, hook_args, hook_command  # noqa: E402
 from redprior.core.prior.history import read_log  # noqa: E402
 from redprior.core.relion.command import RefineSettings, refine_args  # noqa: E402
 from redprior.core.relion.run_folder import final_output  # noqa: E402
@@ -78,7 +78,10 @@ COLUMNS = ("structure", "snr", "ctf", "seed", "method", "gt_res_05", "gt_res_014
            # beyond the required columns: whether the curves crossed (else the value is
            # Nyquist, 'never crosses') and the overestimation in Fourier shells
            "gt_res_05_crossed", "gt_res_0143_crossed", "half_res_masked_crossed",
-           "overestimation_shells", "overestimated", "lambda_final", "cw_low", "cw_high")
+           "overestimation_shells", "overestimated", "lambda_final", "cw_low", "cw_high",
+           # the hook's options (core.prior.exrecon): prior capped at the current resolution,
+           # and how x~ was computed (runs before issue 11's change: gridded)
+           "cap_at_resolution", "denoiser_input")
 RESULTS = os.path.join(REPO, "benchmarks", "results")
 RUNS = os.path.join(RESULTS, "quality_runs")
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
@@ -147,15 +150,22 @@ def cw_thresholds(model):
     return schedule.ramp_of(read_metadata(model))
 
 
-def run_folder_name(method, cw):
-    """The cache folder of one method: CW-RED runs are kept per ramp (cwred_10-4.5), so a
-    changed ramp is a new refinement, never a stale cached one."""
+def run_folder_name(method, cw, hook=None):
+    """The cache folder of one method: CW-RED runs are kept per ramp (cwred_10-4.5), and runs
+    with the prior get a suffix per non-default hook option (_cap, _gridded), so a changed
+    setting is a new refinement, never a stale cached one."""
+    name = method
     if method in ("cwred", "cwred-shell"):
-        return f"{method}_{cw[0]:g}-{cw[1]:g}"
-    return method
+        name = f"{method}_{cw[0]:g}-{cw[1]:g}"
+    if method in ("red", "cwred", "cwred-shell") and hook:
+        if hook.get("cap_at_resolution"):
+            name += "_cap"
+        if hook.get("denoiser_input", "direct") != "direct":
+            name += "_" + hook["denoiser_input"]
+    return name
 
 
-def refine(data, out, method, mpi, model, cw):
+def refine(data, out, method, mpi, model, cw, hook):
     """Run relion_refine_mpi for one method (cw: the CW-RED ramp (low, high) in A); return
     the wall time in seconds."""
     shutil.rmtree(out, ignore_errors=True)  # an interrupted run restarts from scratch
@@ -176,7 +186,7 @@ def refine(data, out, method, mpi, model, cw):
         env["RELION_EXTERNAL_RECONSTRUCT_EXECUTABLE"] = hook_command(hook_args(
             mode, PIX, os.path.join(out, "exrecon_log.jsonl"),
             model=model if mode != "gaussian" else None, red_lambda=1.0,
-            cw_low=low, cw_high=high, worker=sock))
+            cw_low=low, cw_high=high, worker=sock, **hook))
     cmd = ["mpirun", "-np", str(mpi), "relion_refine_mpi"] + refine_args(settings)
     t0 = time.time()
     try:
@@ -217,7 +227,7 @@ def evaluate(data, out, method, wall_s):
 
 
 # ---- the grid -----------------------------------------------------------------------------
-def run_grid(structures, snrs, ctfs, seeds, methods, particles, mpi, model, cw):
+def run_grid(structures, snrs, ctfs, seeds, methods, particles, mpi, model, cw, hook):
     for entry in structures:
         path, why = structure_file(entry)
         if path is None:
@@ -229,17 +239,19 @@ def run_grid(structures, snrs, ctfs, seeds, methods, particles, mpi, model, cw):
                     folder = os.path.join(RUNS, dataset_name(entry, snr, ctf, seed))
                     data = make_dataset(folder, entry, snr, ctf, seed, particles)
                     for method in methods:
-                        out = os.path.join(folder, run_folder_name(method, cw))
+                        out = os.path.join(folder, run_folder_name(method, cw, hook))
                         mfile = os.path.join(out, "metrics.json")
                         if os.path.exists(mfile):
                             continue
                         log(f"{os.path.basename(folder)}: refining with {method}")
-                        wall = refine(data, out, method, mpi, model, cw)
+                        wall = refine(data, out, method, mpi, model, cw, hook)
                         m = evaluate(data, out, method, wall)
                         m.update(structure=entry, snr=snr, ctf=int(ctf), seed=seed,
                                  method=method)
                         if method in ("cwred", "cwred-shell"):
                             m.update(cw_low=cw[0], cw_high=cw[1])
+                        if method in ("red", "cwred", "cwred-shell"):
+                            m.update(hook)
                         with open(mfile + ".tmp", "w") as fh:
                             json.dump(m, fh)
                         os.replace(mfile + ".tmp", mfile)
@@ -278,9 +290,14 @@ def _fmt(v, crossed=True):
 
 def _method(r):
     """The method as the table shows it: CW-RED with its ramp (λ 0 above / 1 below, in A)."""
+    name = r["method"]
     if r.get("cw_low") is not None:
-        return f"{r['method']} {r['cw_low']:g}/{r['cw_high']:g}"
-    return r["method"]
+        name = f"{r['method']} {r['cw_low']:g}/{r['cw_high']:g}"
+    if r.get("cap_at_resolution"):
+        name += " capped"
+    if r.get("denoiser_input") == "gridded":
+        name += " (gridded x~)"
+    return name
 
 
 def report():
@@ -367,6 +384,10 @@ def main(argv=None):
     p.add_argument("--cw", default=None,
                    help="CW-RED ramp 'low,high' in A (default: the model's own thresholds, "
                         "else the paper's 10,4.5)")
+    p.add_argument("--cap", action="store_true",
+                   help="the hook's --cap-at-resolution (prior only up to the current resolution)")
+    p.add_argument("--denoiser-input", choices=DENOISER_INPUTS, default=DIRECT,
+                   help="the hook's --denoiser-input (default %(default)s)")
     p.add_argument("--results", default=RESULTS, help="results folder (default: %(default)s)")
     a = p.parse_args(argv)
     RESULTS, RUNS = os.path.abspath(a.results), os.path.join(os.path.abspath(a.results),
@@ -388,7 +409,8 @@ def main(argv=None):
         p.error(f"unknown method(s) {bad}; use {', '.join(METHODS)}")
     model = os.path.abspath(a.model)
     cw = (tuple(float(v) for v in a.cw.split(",")) if a.cw else cw_thresholds(model))
-    run_grid(structures, snrs, ctfs, seeds, methods, a.particles, a.mpi, model, cw)
+    hook = dict(cap_at_resolution=a.cap, denoiser_input=a.denoiser_input)
+    run_grid(structures, snrs, ctfs, seeds, methods, a.particles, a.mpi, model, cw, hook)
     report()
     return 0
 
