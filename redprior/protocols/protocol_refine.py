@@ -17,14 +17,11 @@ from pwem.objects import SetOfFSCs, SetOfParticles, Volume
 from pwem.protocols import ProtRefine3D
 
 from redprior.objects import RedPriorFSC
-from redprior.core.prior import schedule
 from redprior.protocols.protocol_base import RelionRunnerMixin
-from redprior.protocols.refine_form import HELP
+from redprior.protocols.refine_form import (  # noqa: F401 (PRIOR_*: the form's indices)
+    DENOISER_INPUT_LABELS, DENOISER_INPUTS, HELP, PRIOR_CWRED, PRIOR_CWRED_SHELL, PRIOR_GAUSSIAN, PRIOR_LABELS,
+    PRIOR_MODES, PRIOR_RED, define_prior_section)
 
-PRIOR_GAUSSIAN, PRIOR_RED, PRIOR_CWRED, PRIOR_CWRED_SHELL = 0, 1, 2, 3
-PRIOR_MODES = list(schedule.MODES)  # form index -> the hook's --mode
-PRIOR_LABELS = ['Gaussian (plain RELION)', 'RED', 'CW-RED', 'CW-RED per shell']
-CW_CONDITION = 'priorMode in (%d, %d)' % (PRIOR_CWRED, PRIOR_CWRED_SHELL)
 EXRECON_LOG = 'exrecon_log.jsonl'
 
 
@@ -56,27 +53,7 @@ class ProtRedPriorRefine(RelionRunnerMixin, ProtRefine3D):
         form.addParam('particleDiameter', params.FloatParam, default=-1,
                       label='Mask diameter (Å)', help=HELP['particleDiameter'])
 
-        form.addSection(label='Prior')
-        form.addParam('priorMode', params.EnumParam, choices=PRIOR_LABELS,
-                      default=PRIOR_CWRED, display=params.EnumParam.DISPLAY_HLIST,
-                      label='Prior', help=HELP['priorMode'])
-        notGaussian = 'priorMode != %d' % PRIOR_GAUSSIAN
-        form.addParam('denoiserModel', params.PointerParam, pointerClass='DenoiserModel',
-                      allowsNull=True, condition=notGaussian, label='Denoiser',
-                      help=HELP['denoiserModel'])
-        form.addParam('denoiserFile', params.PathParam, default='', condition=notGaussian,
-                      label='or denoiser file (.keras)', help=HELP['denoiserFile'])
-        form.addParam('redLambda', params.FloatParam, default=1.0, condition=notGaussian,
-                      label='λ (maximum)', help=HELP['redLambda'])
-        ramp = schedule.shipped_ramp()
-        form.addParam('cwLow', params.FloatParam, default=ramp[0],
-                      condition=CW_CONDITION, label='λ 0 above (Å)', help=HELP['cwLow'])
-        form.addParam('cwHigh', params.FloatParam, default=ramp[1],
-                      condition=CW_CONDITION, label='λ 1 below (Å)', help=HELP['cwHigh'])
-        form.addParam('doGpu', params.BooleanParam, default=True, condition=notGaussian,
-                      label='Use GPU acceleration?', help=HELP['doGpu'])
-        form.addParam('gpusToUse', params.StringParam, default='0', label='Which GPUs to use',
-                      condition=notGaussian + ' and doGpu', help=HELP['gpusToUse'])
+        define_prior_section(form)
 
         form.addSection(label='Sampling')
         for name, label, default in (('healpixOrder', 'Initial HEALPix order', 1),
@@ -207,7 +184,9 @@ class ProtRedPriorRefine(RelionRunnerMixin, ProtRefine3D):
                          model=os.path.abspath(self.getDenoiserPath()) if self.getDenoiserPath() else None,
                          red_lambda=self.redLambda.get(), cw_low=self.cwLow.get(),
                          cw_high=self.cwHigh.get(), worker=socket,
-                         keep=self.keepExternalFiles.get())
+                         keep=self.keepExternalFiles.get(),
+                         cap_at_resolution=self.capAtResolution.get(),
+                         denoiser_input=DENOISER_INPUTS[self.denoiserInput.get()])
 
     def _maskDiameter(self):
         d = self.particleDiameter.get()
@@ -326,7 +305,12 @@ class ProtRedPriorRefine(RelionRunnerMixin, ProtRefine3D):
             return ['Prior: %s (not finished yet)' % PRIOR_LABELS[self.priorMode.get()]]
         from redprior.core.prior.history import schedule_history
         hist = schedule_history(s['lambda_history'])
-        return ['Prior: %s' % PRIOR_LABELS[self.priorMode.get()],
+        prior = PRIOR_LABELS[self.priorMode.get()]
+        if self.priorMode.get() != PRIOR_GAUSSIAN:
+            prior += ' (%s; denoiser input: %s)' % (
+                'only up to the current resolution' if self.capAtResolution.get()
+                else 'on every shell', DENOISER_INPUT_LABELS[self.denoiserInput.get()])
+        return ['Prior: %s' % prior,
                 'Final resolution: %.2f Å (%s) after %d iterations (%.0f s)'
                 % (s['final_resolution'], s['final_resolution_what'], s['iterations'],
                    s['wall_seconds']),

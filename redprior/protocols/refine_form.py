@@ -1,4 +1,15 @@
-"""Help texts of the 'CW-RED 3D auto-refine' form (what each field does, in RELION's terms)."""
+"""The 'Prior' section of the 'CW-RED 3D auto-refine' form, and the help texts of every field
+(what each does, in RELION's terms)."""
+import pyworkflow.protocol.params as params
+
+from redprior.core.prior import schedule
+from redprior.core.prior.exrecon import DENOISER_INPUTS
+
+PRIOR_GAUSSIAN, PRIOR_RED, PRIOR_CWRED, PRIOR_CWRED_SHELL = 0, 1, 2, 3
+PRIOR_MODES = list(schedule.MODES)  # form index -> the hook's --mode
+PRIOR_LABELS = ['Gaussian (plain RELION)', 'RED', 'CW-RED', 'CW-RED per shell']
+CW_CONDITION = 'priorMode in (%d, %d)' % (PRIOR_CWRED, PRIOR_CWRED_SHELL)
+DENOISER_INPUT_LABELS = ['direct B/K (fast)', "RELION's gridding (exact)"]
 
 HELP = {
     'referenceVolume': 'Same box and pixel size as the particles. RELION low-passes it to '
@@ -21,6 +32,20 @@ HELP = {
                  'the CW-RED λ times the denoiser\'s per-shell table (from its single-pass '
                  'evaluation), so shells where one pass did not help get less prior; needs a '
                  'denoiser trained with validation structures.',
+    'capAtResolution': 'Apply the prior only up to the current resolution (the last shell '
+                       'where the gold-standard FSC RELION hands to the hook is at or above '
+                       '0.143, with a %d-shell soft edge); beyond it RELION\'s own Gaussian '
+                       'prior. The denoiser puts the same kind of features into both half-maps, '
+                       'so where the data do not yet agree it can make the half-map FSC run '
+                       'ahead of the truth; the cap keeps that FSC the data\'s own (RELION 5\'s '
+                       'Blush does the same, its "spectral trailing"). See README "Quality".'
+                       % schedule.CAP_EDGE_SHELLS,
+    'denoiserInput': 'How x̃ = B/K, the map the denoiser sees, is computed. Direct: one '
+                     'division and inverse FFT, as the method\'s authors and RELION 5\'s Blush '
+                     'do. RELION\'s gridding: RELION\'s 10 gridding iterations, a second full '
+                     'reconstruction in every M-step (2x the time of the hook at large boxes). '
+                     'The map RELION gets back differs by ~1 %% between the two and is as close '
+                     'to the truth (README "Speed").',
     'denoiserModel': 'Output of "train denoiser" (preferred over a file path below).',
     'denoiserFile': 'A model with its .json metadata, used when no denoiser is selected above. '
                     'Both empty: the denoiser shipped with redprior (redprior/data/denoiser: a '
@@ -65,3 +90,35 @@ HELP = {
                          'an iteration with redprior_exrecon.',
     'extraParams': 'Passed to relion_refine as given, after the arguments built here.',
 }
+
+
+def define_prior_section(form):
+    """The 'Prior' section: mode, denoiser, lambda and its schedule, cap, denoiser input, GPU."""
+    form.addSection(label='Prior')
+    form.addParam('priorMode', params.EnumParam, choices=PRIOR_LABELS,
+                  default=PRIOR_CWRED, display=params.EnumParam.DISPLAY_HLIST,
+                  label='Prior', help=HELP['priorMode'])
+    notGaussian = 'priorMode != %d' % PRIOR_GAUSSIAN
+    form.addParam('denoiserModel', params.PointerParam, pointerClass='DenoiserModel',
+                  allowsNull=True, condition=notGaussian, label='Denoiser',
+                  help=HELP['denoiserModel'])
+    form.addParam('denoiserFile', params.PathParam, default='', condition=notGaussian,
+                  label='or denoiser file (.keras)', help=HELP['denoiserFile'])
+    form.addParam('redLambda', params.FloatParam, default=1.0, condition=notGaussian,
+                  label='λ (maximum)', help=HELP['redLambda'])
+    ramp = schedule.shipped_ramp()
+    form.addParam('cwLow', params.FloatParam, default=ramp[0],
+                  condition=CW_CONDITION, label='λ 0 above (Å)', help=HELP['cwLow'])
+    form.addParam('cwHigh', params.FloatParam, default=ramp[1],
+                  condition=CW_CONDITION, label='λ 1 below (Å)', help=HELP['cwHigh'])
+    form.addParam('capAtResolution', params.BooleanParam, default=schedule.CAP_DEFAULT,
+                  condition=notGaussian, label='Prior only up to the current resolution?',
+                  help=HELP['capAtResolution'])
+    form.addParam('denoiserInput', params.EnumParam, choices=DENOISER_INPUT_LABELS,
+                  default=DENOISER_INPUTS.index('direct'), condition=notGaussian,
+                  expertLevel=params.LEVEL_ADVANCED, label='Denoiser input x̃',
+                  help=HELP['denoiserInput'])
+    form.addParam('doGpu', params.BooleanParam, default=True, condition=notGaussian,
+                  label='Use GPU acceleration?', help=HELP['doGpu'])
+    form.addParam('gpusToUse', params.StringParam, default='0', label='Which GPUs to use',
+                  condition=notGaussian + ' and doGpu', help=HELP['gpusToUse'])
