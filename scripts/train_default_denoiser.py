@@ -68,6 +68,17 @@ def build_parser():
     p.add_argument("--val-fraction", type=float, default=0.1)
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--relion-structures", type=int, default=0,
+                   help="stage 2 (0: skip): fine-tune on RELION-intermediate pairs ('training "
+                        "maps', the paper's main set: what the hook feeds the network) of "
+                        "this many structures of the training set")
+    p.add_argument("--relion-snrs", default="0.03,0.08",
+                   help="stage 2: one simulated set and auto-refine per SNR and structure")
+    p.add_argument("--relion-particles", type=int, default=1000)
+    p.add_argument("--relion-pairs", type=int, default=20,
+                   help="stage 2: at most this many recorded maps per structure")
+    p.add_argument("--finetune-epochs", type=int, default=4)
+    p.add_argument("--finetune-lr", type=float, default=3e-4)
     p.add_argument("--allow-missing", action="store_true",
                    help="train on the installed part of the training set (default: stop and "
                         "name what to install; --max-structures also allows it)")
@@ -144,7 +155,7 @@ def main(argv=None):
     from redprior.core.denoiser.model import metadata_path, update_metadata
     from redprior.core.denoiser.single_pass import TOLERANCE, suggest_thresholds
     from redprior.protocols import ProtRedPriorTrainDenoiser, ProtRedPriorTrainingMaps
-    from redprior.protocols.training_maps_form import MODE_GAUSSIAN, SRC_SHIPPED
+    from redprior.protocols.training_maps_form import MODE_GAUSSIAN, MODE_RELION, SRC_SHIPPED
     from redprior.viewers.viewer_training import (RedPriorTrainDenoiserViewer,
                                                   RedPriorTrainingMapsViewer)
 
@@ -187,6 +198,12 @@ def main(argv=None):
     else:
         log(f"reusing finished 'train denoiser' run {train.getObjId()}")
 
+    stage1 = None
+    if args.relion_structures:
+        stage1 = (maps, train)
+        maps, train = _finetune_on_relion(project, args, train, ProtRedPriorTrainingMaps,
+                                          ProtRedPriorTrainDenoiser, MODE_RELION, SRC_SHIPPED)
+
     os.makedirs(out, exist_ok=True)
     model = os.path.join(out, "redprior_default_denoiser.keras")
     _strip_optimizer(train.getModelPath(), model)
@@ -207,30 +224,68 @@ def main(argv=None):
         update_metadata(train.getModelPath(), cw_low=low, cw_high=high,
                         threshold_reason=reason)
     hist = train.getHistory()
+    trained_on = (f"Gaussian-noise pairs of "
+                  f"{len((stage1[1] if stage1 else train).getHistory().get('structures_train', []))} "
+                  f"structures of the shipped training set")
+    if stage1:
+        trained_on += (f", then fine-tuned on RELION-intermediate pairs of "
+                       f"{len(hist.get('structures_train', []))} of them")
     meta.update(name="redprior-default",
                 description=(f"redprior's default denoiser: 3D U-Net ({meta['levels']} levels, "
                              f"{meta['parameters']} parameters) trained by "
-                             f"scripts/train_default_denoiser.py on Gaussian-noise pairs of "
-                             f"{len(hist.get('structures_train', []))} "
-                             f"structures of the shipped training set"))
+                             f"scripts/train_default_denoiser.py on {trained_on}"))
     with open(metadata_path(model), "w") as fh:
         json.dump(meta, fh, indent=1)
     with open(os.path.join(out, "training_history.json"), "w") as fh:
         json.dump(hist, fh, indent=1)
     figs = RedPriorTrainDenoiserViewer(project=project, protocol=train).saveFigures(out)
     figs += RedPriorTrainingMapsViewer(project=project, protocol=maps).saveFigures(out)
-    report = write_report(out, args, maps, train, meta, hist, figs)
+    report = write_report(out, args, maps, train, meta, hist, figs, stage1)
     log(f"model {model} ({os.path.getsize(model) / 1e6:.1f} MB), report {report}")
     return 0
+
+
+def _finetune_on_relion(project, args, train, maps_cls, train_cls, mode_relion, src_shipped):
+    """Stage 2: RELION-intermediate pairs (auto-refines of simulated particles through the
+    hook with --record) and the stage-1 model trained further on them. Reuses finished
+    runs with the same settings, like stage 1."""
+    settings = dict(trainingMode=mode_relion, inputSource=src_shipped,
+                    manifest=os.path.abspath(args.manifest) if args.manifest else "",
+                    maxStructures=args.relion_structures, boxSize=args.box,
+                    pixelSize=args.pixel, pairsPerStructure=args.relion_pairs,
+                    resolutionBest=args.resolution_best,
+                    resolutionWorst=args.resolution_worst, seed=args.seed,
+                    relionSnrs=args.relion_snrs, relionParticles=args.relion_particles)
+    maps = _finished(project, maps_cls, settings)
+    if maps is None:
+        maps = project.newProtocol(maps_cls, numberOfMpi=3, **settings)
+        log(f"training maps: RELION intermediates of {args.relion_structures} structures, SNR "
+            f"{args.relion_snrs}, {args.relion_particles} particles each (one auto-refine per "
+            f"SNR and structure; progress: {maps.getLogPaths()[0]})...")
+        _run(project, maps)
+    pairs = maps.outputPairs
+    log(f"{pairs.getSize()} RELION-intermediate pairs of {pairs.getNumberOfStructures()} "
+        "structures")
+    ft = dict(cropSize=args.crop, batchSize=args.batch, epochs=args.finetune_epochs,
+              stepsPerEpoch=args.steps_per_epoch, learningRate=args.finetune_lr,
+              valFraction=args.val_fraction, seed=args.seed)
+    tuned = _finished(project, train_cls, ft, pairs)
+    if tuned is None:
+        tuned = project.newProtocol(train_cls, inputPairs=pairs, continueFrom=train.outputDenoiser,
+                                    numberOfThreads=args.threads, **ft)
+        log(f"train denoiser: fine-tuning for {args.finetune_epochs} epochs on them")
+        _run(project, tuned)
+    return maps, tuned
 
 
 def _seconds(history):
     return sum(e.get("seconds", 0) for e in history.get("epochs", []))
 
 
-def write_report(out, args, maps, train, meta, hist, figs):
+def write_report(out, args, maps, train, meta, hist, figs, stage1=None):
     figures = meta.get("single_pass", {}).get("medians", {})  # from save_trained
-    costPath = maps._getExtraPath("training_maps.json")
+    gmaps = stage1[0] if stage1 else maps  # the Gaussian-noise pairs
+    costPath = gmaps._getExtraPath("training_maps.json")
     cost = {}
     if os.path.exists(costPath):
         with open(costPath) as fh:
@@ -249,11 +304,19 @@ def write_report(out, args, maps, train, meta, hist, figs):
         "## Data",
         f"- Gaussian-noise pairs ('training maps', the paper's second training set) of the "
         f"shipped training set (`redprior/data/training_manifest.json`, see TRAINING_SET.md): "
-        f"{maps.outputPairs.getSize()} pairs of {maps.outputPairs.getNumberOfStructures()} "
+        f"{gmaps.outputPairs.getSize()} pairs of {gmaps.outputPairs.getNumberOfStructures()} "
         f"structures, box {args.box} at {args.pixel:g} A/px, nominal resolutions drawn "
         f"log-uniformly in {args.resolution_best:g}-{args.resolution_worst:g} A (clamped to "
         f"what the box shows), solvent noise damped to 0.3, shells limited like RELION's "
         f"current image size.",
+        (f"- Stage 2 (fine-tuning, `--relion-structures`): RELION-intermediate pairs (the "
+         f"paper's main set: the unregularised maps x~ the hook hands the network, recorded "
+         f"in auto-refines of simulated particles, against FSC-filtered ground truth): "
+         f"{maps.outputPairs.getSize()} pairs of {maps.outputPairs.getNumberOfStructures()} "
+         f"structures, SNR {args.relion_snrs}, {args.relion_particles} particles per set; "
+         f"{args.finetune_epochs} epochs from the stage-1 model at lr {args.finetune_lr:g}. The "
+         f"single-pass figures below are on its held-out RELION-intermediate maps."
+         if stage1 else "- No stage 2 (`--relion-structures 0`)."),
         f"- Skipped: {len(cost.get('skipped', []))} chains that do not fit the "
         f"{args.box * args.pixel:g} A box (elongated chains; their reasons are in "
         f"'training maps' extra/training_maps.json).",
