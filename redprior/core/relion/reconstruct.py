@@ -180,9 +180,9 @@ def fourier_to_map(ft, ori_size, pad):
     return (vol / sinc2).astype(np.float32)
 
 
-# Relative floor of the direct division: K below 1e-3 of its shell's mean is treated as that
-# floor, so that the sparsely sampled entries of a shell are not amplified into noise (the
-# margin RELION 5's Blush adds to K before it divides).
+# Relative floor of the direct division: K below 1e-3 of its shell's mean is raised to it, so
+# that the sparsely sampled entries of a shell are not amplified into noise (RELION 5's Blush
+# adds a margin of the same size to K before it divides).
 DIRECT_MARGIN = 1e-3
 
 
@@ -200,11 +200,13 @@ def direct_map(job, b, k, margin=DIRECT_MARGIN):
     sums = np.bincount(ires[inside], weights=k[inside], minlength=job.ori_size)
     shell_mean = np.where(counts > 0, sums / np.maximum(counts, 1), 0.0)
     real_dt = np.float32 if b.dtype == np.complex64 else np.float64
-    floor = (margin * shell_mean).astype(real_dt)[np.minimum(ires, len(shell_mean) - 1)]
+    # (bincount's length >= ori_size > the largest shell of the cube, sqrt(3)/2 ori_size)
+    denominator = (margin * shell_mean).astype(real_dt)[ires]
     del ires
+    np.maximum(denominator, k, out=denominator)
     ft = np.zeros_like(b)
-    ft[inside] = b[inside] / np.maximum(k[inside], floor[inside])
-    del floor, inside
+    np.divide(b, denominator, out=ft, where=inside)  # in place: no copies of B at box 256
+    del denominator, inside
     m = job.padded_size
     if m % 2:  # RELION keeps the padded real-space box even (as Reconstructor.to_map)
         ft = _regrid(ft, m, m + 1, m // 2)
