@@ -505,6 +505,11 @@ class TestQualityMetrics(unittest.TestCase):
         honest = validation.quality_metrics(shared, fourier.lowpass(
             self.truth, self.pixel, 10.0, edge_shells=0.5) + self.noise[1], self.truth, self.pixel)
         self.assertFalse(honest['overestimated'])
+        # over the whole curve: shared noise makes the halves predict an FSC to the truth far
+        # above the measured one; independent noise predicts it (excess ~0)
+        self.assertGreater(m['fsc_excess_mean'], 0.3)
+        self.assertLess(abs(honest['fsc_excess_mean']), 0.05)
+        self.assertLess(honest['fsc_excess_max'], m['fsc_excess_max'])
 
     def test_angular_errors_of_known_rotations(self):
         rng = np.random.default_rng(4)
