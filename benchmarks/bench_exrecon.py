@@ -184,7 +184,7 @@ def per_call(folder, boxes, pads, reps):
                       f"({both / cw[0]:3.1f}x) | {_worker_peak_mb(worker):8.0f}", flush=True)
     finally:
         worker_shutdown(worker, sock)
-    print("   RED warm = the lambda 0 call + x~ (a second RELION reconstruction, without prior)"
+    print("   RED warm = the lambda 0 call + x~ (direct B/K, the hook's default --denoiser-input)"
           " + the network pass + B' = B + F[f(x~)]/tau'. 'both halves': two RED calls started"
           " together, wall time of both (x: ratio to one call).", flush=True)
 
