@@ -510,6 +510,11 @@ class TestQualityMetrics(unittest.TestCase):
         self.assertGreater(m['fsc_excess_mean'], 0.3)
         self.assertLess(abs(honest['fsc_excess_mean']), 0.05)
         self.assertLess(honest['fsc_excess_max'], m['fsc_excess_max'])
+        v = validation.validate_maps(shared, shared.copy(), self.pixel, ground_truth=self.truth,
+                                     repeats=1)
+        self.assertIn('over the whole curve the half-map FSC exceeds what the FSC to the truth '
+                      'supports by %+.3f on average' % m['fsc_excess_mean'],
+                      v['overestimation']['verdict'])
 
     def test_angular_errors_of_known_rotations(self):
         rng = np.random.default_rng(4)
