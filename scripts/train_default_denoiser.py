@@ -261,7 +261,7 @@ def _finetune_on_relion(project, args, train, maps_cls, train_cls, mode_relion, 
         maps = project.newProtocol(maps_cls, numberOfMpi=3, **settings)
         log(f"training maps: RELION intermediates of {args.relion_structures} structures, SNR "
             f"{args.relion_snrs}, {args.relion_particles} particles each (one auto-refine per "
-            f"SNR and structure; progress: {maps.getLogPaths()[0]})...")
+            f"SNR and structure, the hook recording x~)...")
         _run(project, maps)
     pairs = maps.outputPairs
     log(f"{pairs.getSize()} RELION-intermediate pairs of {pairs.getNumberOfStructures()} "
