@@ -64,6 +64,23 @@ def _run_refine(folder, pad):
     return out
 
 
+def _with_fsc(star, new_star, last_shell):
+    """A copy of RELION's STAR whose FSC is 0.9 up to last_shell and 0.05 beyond."""
+    with open(star) as fh:
+        text = fh.read()
+    lines, loop = [], False
+    for line in text.splitlines():
+        parts = line.split()
+        if loop and len(parts) == 3 and parts[0].isdigit():
+            parts[2] = "0.9" if int(parts[0]) <= last_shell else "0.05"
+            line = " ".join(parts)
+        loop = loop or line.startswith("_rlnGoldStandardFsc")
+        lines.append(line)
+    with open(new_star, "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+    return new_star
+
+
 @unittest.skipIf(NO_RELION, NO_RELION_REASON)
 class TestCwredSchedule(unittest.TestCase):
     def test_cwred_schedule(self):
@@ -246,19 +263,7 @@ class TestExreconWithRelion(unittest.TestCase):
         model = write_placeholder_model(str(out / "cap.keras"), BOX, PIX)
         # RELION's FSC of a 2-iteration run without halves is all 0: give the call a curve
         # that crosses 0.143 after shell 6 (resolution 3 A * 40 / 6 = 20 A)
-        job_star = str(out / "cap.star")
-        with open(star) as fh:
-            text = fh.read()
-        lines, loop = [], False
-        for line in text.splitlines():
-            parts = line.split()
-            if loop and len(parts) == 3 and parts[0].isdigit():
-                parts[2] = "0.9" if int(parts[0]) <= 6 else "0.05"
-                line = " ".join(parts)
-            loop = loop or line.startswith("_rlnGoldStandardFsc")
-            lines.append(line)
-        with open(job_star, "w") as fh:
-            fh.write("\n".join(lines) + "\n")
+        job_star = _with_fsc(star, str(out / "cap.star"), 6)
         maps = {}
         for name, extra in (("gaussian", ["--mode", "gaussian"]),
                             ("red", ["--mode", "red", "--model", model]),
@@ -285,6 +290,32 @@ class TestExreconWithRelion(unittest.TestCase):
         self.assertGreater(ratio[5:7].min(), 0.9)
         beyond = ratio[6 + schedule.CAP_EDGE_SHELLS + 1:r_max + 1]
         self.assertLess(beyond.max(), 0.2)
+
+    def test_cwred_ramp_defaults_to_the_models_own(self):
+        """Without --cw-low / --cw-high the hook uses the ramp in the model's metadata, as the
+        refine form does, and logs it; explicit values win."""
+        from redprior.core.denoiser.model import update_metadata
+        from redprior.tests.placeholder_model import write_placeholder_model
+
+        out = self.pad_run(2)
+        self.chdir(self.dataset)
+        star = os.path.relpath(sorted(glob.glob(str(out / "run_it002*_external_reconstruct.star")))[0],
+                               self.dataset)
+        model = write_placeholder_model(str(out / "ramp.keras"), BOX, PIX)
+        update_metadata(model, cw_low=20.0, cw_high=10.0)
+        job_star = _with_fsc(star, str(out / "ramp.star"), 9)  # 3 A * 40 / 9 = 13.3 A
+        got = {}
+        for name, extra in (("model's", []), ("paper's", ["--cw-low", "10", "--cw-high", "4.5"])):
+            log = str(out / f"ramp_{len(extra)}.jsonl")
+            with contextlib.redirect_stdout(io.StringIO()):
+                self.assertEqual(exrecon_main([job_star, "--keep", "--mode", "cwred", "--model",
+                                               model, "--angpix", str(PIX), "--log", log,
+                                               "--o", str(out / "ramp.mrc")] + extra), 0)
+            got[name] = read_log(log)[0]
+        self.assertEqual(got["model's"]["cw_ramp"], [20.0, 10.0])
+        self.assertAlmostEqual(got["model's"]["lambda"], (20.0 - 40 * 3.0 / 9) / 10.0, places=6)
+        self.assertEqual(got["paper's"]["cw_ramp"], [10.0, 4.5])
+        self.assertEqual(got["paper's"]["lambda"], 0.0)
 
     def test_program_errors_are_readable(self):
         dataset = self.dataset

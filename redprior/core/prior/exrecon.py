@@ -43,10 +43,13 @@ def build_parser():
                         "the model's per-shell table at that resolution (see core.prior.schedule)")
     p.add_argument("--lambda", dest="lam", type=float, default=1.0,
                    help="RED lambda (red mode), or its maximum (cwred mode)")
-    p.add_argument("--cw-low", type=float, default=schedule.CW_LOW_DEFAULT,
-                   help="CW-RED: lambda 0 worse than this (A)")
-    p.add_argument("--cw-high", type=float, default=schedule.CW_HIGH_DEFAULT,
-                   help="CW-RED: lambda 1 better than this (A)")
+    p.add_argument("--cw-low", type=float, default=None,
+                   help="CW-RED: lambda 0 worse than this (A); default: the model's own ramp "
+                        "(its metadata, as the refine form), else the paper's %g"
+                   % schedule.CW_LOW_DEFAULT)
+    p.add_argument("--cw-high", type=float, default=None,
+                   help="CW-RED: lambda 1 better than this (A); default as --cw-low (the "
+                        "paper's %g)" % schedule.CW_HIGH_DEFAULT)
     p.add_argument("--fsc-threshold", type=float, default=0.143)
     p.add_argument("--model", help="denoiser .keras file (with its .json metadata)")
     p.add_argument("--angpix", type=float, default=0.0, help="pixel size of the maps (A)")
@@ -125,9 +128,21 @@ def _pixel_from_relion(args, job):
 
 
 def check_settings(args):
-    """Refuse what the refine protocol's form refuses (core.prior.settings), before any work."""
+    """Refuse what the refine protocol's form refuses (core.prior.settings), before any work;
+    a ramp not given is the model's own (schedule.ramp_of), as on the refine form."""
     if args.mode != schedule.GAUSSIAN and not args.model:
         raise ContractError(f"--mode {args.mode} needs --model (a denoiser .keras file).")
+    if args.cw_low is None or args.cw_high is None:
+        meta = None
+        if args.model and args.mode in (schedule.CWRED, schedule.CWRED_SHELL):
+            from redprior.core.denoiser.model import DenoiserError, read_metadata
+            try:
+                meta = read_metadata(args.model)
+            except DenoiserError as exc:
+                raise ContractError(str(exc)) from exc
+        low, high = schedule.ramp_of(meta)
+        args.cw_low = low if args.cw_low is None else args.cw_low
+        args.cw_high = high if args.cw_high is None else args.cw_high
     # Gaussian mode may run without --angpix (the resolution in the log is then per pixel)
     pixel = args.angpix if (args.angpix or args.mode != schedule.GAUSSIAN) else 1.0
     problems = prior_problems(PriorSettings(args.mode, pixel, args.lam, args.cw_low,
@@ -194,6 +209,8 @@ def run(args):
     if fsc_warning:
         rec["warning"] = fsc_warning
         print(f"redprior_exrecon: WARNING: {fsc_warning}", flush=True)
+    if args.mode in (schedule.CWRED, schedule.CWRED_SHELL):
+        rec["cw_ramp"] = [args.cw_low, args.cw_high]
     if args.cap_at_resolution:
         rec["cap_shell"] = fsc_res.shell
     if shell is not None:
