@@ -1,6 +1,6 @@
 #!/bin/bash
 # session 5, queue c: after the whole-refinement ratio run, the other reserved structures
-while pgrep -f "bench_exrecon.py --skip-calls" > /dev/null; do sleep 10; done
+while kill -0 13528 2>/dev/null; do sleep 10; done
 cd /work/bench_wt && git checkout -q --detach eaad301aaab4af1b54ea10c2c5e0af3bbe3c89d9
 PY=/work/main/venv/bin/python
 R=/work/main/benchmarks/results

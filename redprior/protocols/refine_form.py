@@ -38,7 +38,7 @@ HELP = {
                        'prior. The denoiser puts the same kind of features into both half-maps, '
                        'so where the data do not yet agree it can make the half-map FSC run '
                        'ahead of the truth; the cap keeps that FSC the data\'s own (RELION 5\'s '
-                       'Blush does the same, its "spectral trailing"). See README "Quality".'
+                       'Blush does the same, its "spectral trailing"). See README "Benchmarks".'
                        % schedule.CAP_EDGE_SHELLS,
     'denoiserInput': 'How x̃ = B/K, the map the denoiser sees, is computed. Direct: one '
                      'division and inverse FFT, as the method\'s authors and RELION 5\'s Blush '

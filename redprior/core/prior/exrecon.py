@@ -246,7 +246,8 @@ def _update_by_program(args, job, lam, applied, resolution, angpix):
             x_tilde = program.unregularised_map()
         if args.record:
             _record(args.record, job, x_tilde, angpix, resolution)
-        if lam <= 0:
+        if lam <= 0:  # recorded only: RELION's own reconstruction, B and K released first
+            del b, k
             return program.map_reconstruction(), ""
         denoised, where = _denoise(args, x_tilde)
         del x_tilde

@@ -97,7 +97,7 @@ def lambda_per_shell(table, resolution, ori_size, pixel_size, scalar):
 
 # Shells of the raised-cosine edge of resolution_cap beyond the current resolution.
 CAP_EDGE_SHELLS = 2
-# The refine form's default for the cap (decided by the quality benchmark, README "Quality").
+# The refine form's default for the cap (decided by the quality benchmark, README "Benchmarks").
 CAP_DEFAULT = False
 
 
