@@ -7,4 +7,3 @@ R=/work/main/benchmarks/results
 export PYTHONPATH=/work/bench_wt
 Q="nice -n 19 $PY benchmarks/bench_quality.py --results $R --ctf no --cw 20,10"
 $Q --structures 2XHE --snrs 0.06 --methods plain,cwred
-$Q --structures 7OK9 --snrs 0.06 --methods plain,cwred
