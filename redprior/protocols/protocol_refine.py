@@ -19,8 +19,8 @@ from pwem.protocols import ProtRefine3D
 from redprior.objects import RedPriorFSC
 from redprior.protocols.protocol_base import RelionRunnerMixin
 from redprior.protocols.refine_form import (  # noqa: F401 (PRIOR_*: the form's indices)
-    DENOISER_INPUT_LABELS, DENOISER_INPUTS, HELP, PRIOR_CWRED, PRIOR_CWRED_SHELL, PRIOR_GAUSSIAN, PRIOR_LABELS,
-    PRIOR_MODES, PRIOR_RED, define_prior_section)
+    DENOISER_INPUT_LABELS, DENOISER_INPUTS, HELP, PRIOR_CWRED, PRIOR_CWRED_SHELL, PRIOR_GAUSSIAN,
+    PRIOR_LABELS, PRIOR_MODES, PRIOR_RED, define_prior_section)
 
 EXRECON_LOG = 'exrecon_log.jsonl'
 

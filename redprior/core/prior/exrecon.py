@@ -86,7 +86,7 @@ def build_parser():
 
 def hook_args(mode, pixel_size, log, model=None, red_lambda=1.0,
               cw_low=schedule.CW_LOW_DEFAULT, cw_high=schedule.CW_HIGH_DEFAULT,
-              worker=None, keep=False, record=None, cap_at_resolution=False,
+              worker=None, keep=False, record=None, cap_at_resolution=schedule.CAP_DEFAULT,
               denoiser_input=DIRECT):
     """Options of redprior_exrecon (RELION appends the STAR file itself)."""
     args = ["--mode", mode, "--angpix", "%g" % pixel_size, "--log", log]
