@@ -36,6 +36,7 @@ the ladder can be checked against it.
 import argparse
 import csv
 import glob
+import hashlib
 import json
 import os
 import shutil
@@ -85,7 +86,11 @@ COLUMNS = ("structure", "snr", "ctf", "seed", "method", "gt_res_05", "gt_res_014
            # and how x~ was computed (runs before issue 11's change: gridded)
            "cap_at_resolution", "denoiser_input",
            # the over-estimation over the whole curve (core.validation.metrics.quality_metrics)
-           "fsc_excess_mean", "fsc_excess_max")
+           "fsc_excess_mean", "fsc_excess_max",
+           # which denoiser: the first 12 hex digits of the .keras file's SHA-256 (runs
+           # without it used the shipped model of 2026-11-22, SHIPPED_2026_11_22)
+           "model_sha")
+SHIPPED_2026_11_22 = "5fbdbe7b49d8"
 RESULTS = os.path.join(REPO, "benchmarks", "results")
 RUNS = os.path.join(RESULTS, "quality_runs")
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
@@ -161,10 +166,17 @@ def cw_thresholds(model):
     return schedule.ramp_of(read_metadata(model))
 
 
-def run_folder_name(method, cw, hook=None):
+def model_sha(path):
+    """The denoiser's identity in the results: 12 hex digits of its file's SHA-256."""
+    with open(path, "rb") as fh:
+        return hashlib.sha256(fh.read()).hexdigest()[:12]
+
+
+def run_folder_name(method, cw, hook=None, model=None):
     """The cache folder of one method: CW-RED runs are kept per ramp (cwred_10-4.5), and runs
-    with the prior get a suffix per non-default hook option (_cap, _gridded), so a changed
-    setting is a new refinement, never a stale cached one."""
+    with the prior get a suffix per non-default hook option (_cap, _gridded) and per
+    denoiser other than the shipped one (_model-<sha>), so a changed setting is a new
+    refinement, never a stale cached one."""
     name = method
     if method in ("cwred", "cwred-shell"):
         name = f"{method}_{cw[0]:g}-{cw[1]:g}"
@@ -173,6 +185,8 @@ def run_folder_name(method, cw, hook=None):
             name += "_cap"
         if hook.get("denoiser_input", "direct") != "direct":
             name += "_" + hook["denoiser_input"]
+    if method in ("red", "cwred", "cwred-shell") and model and model != SHIPPED_2026_11_22:
+        name += "_model-" + model
     return name
 
 
@@ -250,7 +264,8 @@ def run_grid(structures, snrs, ctfs, seeds, methods, particles, mpi, model, cw, 
                     folder = os.path.join(RUNS, dataset_name(entry, snr, ctf, seed))
                     data = make_dataset(folder, entry, snr, ctf, seed, particles)
                     for method in methods:
-                        out = os.path.join(folder, run_folder_name(method, cw, hook))
+                        out = os.path.join(folder, run_folder_name(method, cw, hook,
+                                                                   model_sha(model)))
                         mfile = os.path.join(out, "metrics.json")
                         if os.path.exists(mfile):
                             continue
@@ -262,7 +277,7 @@ def run_grid(structures, snrs, ctfs, seeds, methods, particles, mpi, model, cw, 
                         if method in ("cwred", "cwred-shell"):
                             m.update(cw_low=cw[0], cw_high=cw[1])
                         if method in ("red", "cwred", "cwred-shell"):
-                            m.update(hook)
+                            m.update(hook, model_sha=model_sha(model))
                         with open(mfile + ".tmp", "w") as fh:
                             json.dump(m, fh)
                         os.replace(mfile + ".tmp", mfile)
@@ -285,7 +300,7 @@ def reevaluate():
             continue  # a bias control (bench_bias.py), or maps no longer on this machine
         m = evaluate(data, out, old["method"], old["wall_s"])
         keep = ("structure", "snr", "ctf", "seed", "method", "cw_low", "cw_high",
-                "cap_at_resolution", "denoiser_input")
+                "cap_at_resolution", "denoiser_input", "model_sha")
         m.update({k: old[k] for k in keep if k in old})
         with open(mfile + ".tmp", "w") as fh:
             json.dump(m, fh)
@@ -308,6 +323,8 @@ def load_rows():
                 with open(f) as fh:
                     row = json.load(fh)
                 if "structure" in row:  # not a bias control (bench_bias.py)
+                    if row["method"] in ("red", "cwred", "cwred-shell"):
+                        row.setdefault("model_sha", SHIPPED_2026_11_22)
                     rows.append(row)
     return rows
 
@@ -329,6 +346,8 @@ def _method(r):
         name += " capped"
     if r.get("denoiser_input") == "gridded":
         name += " (gridded x~)"
+    if r.get("model_sha") not in (None, SHIPPED_2026_11_22):
+        name += f" (model {r['model_sha']})"
     return name
 
 

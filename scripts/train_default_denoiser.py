@@ -77,6 +77,10 @@ def build_parser():
     p.add_argument("--relion-particles", type=int, default=1000)
     p.add_argument("--relion-pairs", type=int, default=20,
                    help="stage 2: at most this many recorded maps per structure")
+    p.add_argument("--start-from", choices=("new", "shipped"), default="new",
+                   help="shipped: skip stage 1 and fine-tune the denoiser shipped now "
+                        "(redprior/data/denoiser) in stage 2 (needs --relion-structures and "
+                        "an --out other than the shipped folder); new: the whole rebuild")
     p.add_argument("--finetune-epochs", type=int, default=4)
     p.add_argument("--finetune-lr", type=float, default=3e-4)
     p.add_argument("--allow-missing", action="store_true",
@@ -152,14 +156,14 @@ def main(argv=None):
                                    or os.path.join(os.getcwd(), ".redprior_scipion"))
     from pyworkflow.project import Manager
 
-    from redprior.core.denoiser.model import metadata_path, update_metadata
-    from redprior.core.denoiser.single_pass import TOLERANCE, suggest_thresholds
     from redprior.protocols import ProtRedPriorTrainDenoiser, ProtRedPriorTrainingMaps
     from redprior.protocols.training_maps_form import MODE_GAUSSIAN, MODE_RELION, SRC_SHIPPED
-    from redprior.viewers.viewer_training import (RedPriorTrainDenoiserViewer,
-                                                  RedPriorTrainingMapsViewer)
 
     check_training_set(args)
+    if args.start_from == "shipped" and (not args.relion_structures or out == DEFAULT_OUT):
+        log("stopping: --start-from shipped fine-tunes the shipped model in stage 2: give "
+            "--relion-structures N and an --out folder other than the shipped one")
+        sys.exit(2)
     manager = Manager()
     if args.fresh and manager.hasProject(args.project):
         manager.deleteProject(args.project)
@@ -167,6 +171,11 @@ def main(argv=None):
                else manager.createProject(args.project))
     os.chdir(project.path)
     log(f"Scipion project {project.path}")
+
+    if args.start_from == "shipped":
+        maps, train = _finetune_on_relion(project, args, None, ProtRedPriorTrainingMaps,
+                                          ProtRedPriorTrainDenoiser, MODE_RELION, SRC_SHIPPED)
+        return _ship(args, out, project, maps, train, None)
 
     pairSettings = dict(trainingMode=MODE_GAUSSIAN, inputSource=SRC_SHIPPED,
                         manifest=os.path.abspath(args.manifest) if args.manifest else "",
@@ -203,6 +212,16 @@ def main(argv=None):
         stage1 = (maps, train)
         maps, train = _finetune_on_relion(project, args, train, ProtRedPriorTrainingMaps,
                                           ProtRedPriorTrainDenoiser, MODE_RELION, SRC_SHIPPED)
+    return _ship(args, out, project, maps, train, stage1)
+
+
+def _ship(args, out, project, maps, train, stage1):
+    """The trained model (weights only), its metadata with the thresholds, history, figures
+    and TRAINING_REPORT.md in `out`."""
+    from redprior.core.denoiser.model import metadata_path, update_metadata
+    from redprior.core.denoiser.single_pass import TOLERANCE, suggest_thresholds
+    from redprior.viewers.viewer_training import (RedPriorTrainDenoiserViewer,
+                                                  RedPriorTrainingMapsViewer)
 
     os.makedirs(out, exist_ok=True)
     model = os.path.join(out, "redprior_default_denoiser.keras")
@@ -224,9 +243,14 @@ def main(argv=None):
         update_metadata(train.getModelPath(), cw_low=low, cw_high=high,
                         threshold_reason=reason)
     hist = train.getHistory()
-    trained_on = (f"Gaussian-noise pairs of "
-                  f"{len((stage1[1] if stage1 else train).getHistory().get('structures_train', []))} "
-                  f"structures of the shipped training set")
+    if args.start_from == "shipped":
+        trained_on = (f"the then shipped denoiser ({_shipped_description()}), fine-tuned on "
+                      f"RELION-intermediate pairs of {len(hist.get('structures_train', []))} "
+                      f"structures of the shipped training set")
+    else:
+        trained_on = (f"Gaussian-noise pairs of "
+                      f"{len((stage1[1] if stage1 else train).getHistory().get('structures_train', []))} "
+                      f"structures of the shipped training set")
     if stage1:
         trained_on += (f", then fine-tuned on RELION-intermediate pairs of "
                        f"{len(hist.get('structures_train', []))} of them")
@@ -245,10 +269,17 @@ def main(argv=None):
     return 0
 
 
+def _shipped_description():
+    from redprior.core.denoiser.model import read_metadata
+    from redprior.core.io.shipped import DEFAULT_DENOISER
+
+    return read_metadata(DEFAULT_DENOISER).get("description", DEFAULT_DENOISER)
+
+
 def _finetune_on_relion(project, args, train, maps_cls, train_cls, mode_relion, src_shipped):
     """Stage 2: RELION-intermediate pairs (auto-refines of simulated particles through the
-    hook with --record) and the stage-1 model trained further on them. Reuses finished
-    runs with the same settings, like stage 1."""
+    hook with --record) and the stage-1 model (`train`; None: the shipped one) trained
+    further on them. Reuses finished runs with the same settings, like stage 1."""
     settings = dict(trainingMode=mode_relion, inputSource=src_shipped,
                     manifest=os.path.abspath(args.manifest) if args.manifest else "",
                     maxStructures=args.relion_structures, boxSize=args.box,
@@ -269,10 +300,12 @@ def _finetune_on_relion(project, args, train, maps_cls, train_cls, mode_relion, 
     ft = dict(cropSize=args.crop, batchSize=args.batch, epochs=args.finetune_epochs,
               stepsPerEpoch=args.steps_per_epoch, learningRate=args.finetune_lr,
               valFraction=args.val_fraction, seed=args.seed)
-    tuned = _finished(project, train_cls, ft, pairs)
+    start = (dict(continueFrom=train.outputDenoiser) if train is not None
+             else dict(continueFromShipped=True))
+    tuned = _finished(project, train_cls, dict(ft, continueFromShipped=train is None), pairs)
     if tuned is None:
-        tuned = project.newProtocol(train_cls, inputPairs=pairs, continueFrom=train.outputDenoiser,
-                                    numberOfThreads=args.threads, **ft)
+        tuned = project.newProtocol(train_cls, inputPairs=pairs, numberOfThreads=args.threads,
+                                    **start, **ft)
         log(f"train denoiser: fine-tuning for {args.finetune_epochs} epochs on them")
         _run(project, tuned)
     return maps, tuned
@@ -293,6 +326,19 @@ def write_report(out, args, maps, train, meta, hist, figs, stage1=None):
     with open(os.path.join(out, "held_out_figures.json"), "w") as fh:
         json.dump(figures, fh, indent=1)
     ep = hist.get("epochs", [])
+    if args.start_from == "shipped":
+        gaussian = (f"- Stage 1 skipped (`--start-from shipped`): training started from the "
+                    f"denoiser shipped at the time, {_shipped_description()}.")
+    else:
+        gaussian = (
+            f"- Gaussian-noise pairs ('training maps', the paper's second training set) of the "
+            f"shipped training set (`redprior/data/training_manifest.json`, see TRAINING_SET.md): "
+            f"{gmaps.outputPairs.getSize()} pairs of {gmaps.outputPairs.getNumberOfStructures()} "
+            f"structures, box {args.box} at {args.pixel:g} A/px, nominal resolutions drawn "
+            f"log-uniformly in {args.resolution_best:g}-{args.resolution_worst:g} A (clamped to "
+            f"what the box shows), solvent noise damped to 0.3, shells limited like RELION's "
+            f"current image size.")
+    stage2 = stage1 or args.start_from == "shipped"
     lines = [
         "# Training report: redprior's default denoiser",
         "",
@@ -302,21 +348,16 @@ def write_report(out, args, maps, train, meta, hist, figs, stage1=None):
             a for a in sys.argv[1:] if a != "--fresh"),
         "",
         "## Data",
-        f"- Gaussian-noise pairs ('training maps', the paper's second training set) of the "
-        f"shipped training set (`redprior/data/training_manifest.json`, see TRAINING_SET.md): "
-        f"{gmaps.outputPairs.getSize()} pairs of {gmaps.outputPairs.getNumberOfStructures()} "
-        f"structures, box {args.box} at {args.pixel:g} A/px, nominal resolutions drawn "
-        f"log-uniformly in {args.resolution_best:g}-{args.resolution_worst:g} A (clamped to "
-        f"what the box shows), solvent noise damped to 0.3, shells limited like RELION's "
-        f"current image size.",
+        gaussian,
         (f"- Stage 2 (fine-tuning, `--relion-structures`): RELION-intermediate pairs (the "
          f"paper's main set: the unregularised maps x~ the hook hands the network, recorded "
          f"in auto-refines of simulated particles, against FSC-filtered ground truth): "
          f"{maps.outputPairs.getSize()} pairs of {maps.outputPairs.getNumberOfStructures()} "
          f"structures, SNR {args.relion_snrs}, {args.relion_particles} particles per set; "
-         f"{args.finetune_epochs} epochs from the stage-1 model at lr {args.finetune_lr:g}. The "
+         f"{args.finetune_epochs} epochs from the {'stage-1' if stage1 else 'shipped'} model "
+         f"at lr {args.finetune_lr:g}. The "
          f"single-pass figures below are on its held-out RELION-intermediate maps."
-         if stage1 else "- No stage 2 (`--relion-structures 0`)."),
+         if stage2 else "- No stage 2 (`--relion-structures 0`)."),
         f"- Skipped: {len(cost.get('skipped', []))} chains that do not fit the "
         f"{args.box * args.pixel:g} A box (elongated chains; their reasons are in "
         f"'training maps' extra/training_maps.json).",

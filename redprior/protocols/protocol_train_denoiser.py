@@ -20,6 +20,7 @@ from redprior.objects import DenoiserModel
 
 MODEL_FILE = 'denoiser.keras'
 RELOAD_CHECK = 'reload_check.npz'
+NEW_NETWORK = 'not continueFrom and not continueFromShipped'
 NO_VALIDATION = ('no validation structures (validation fraction 0 or a single structure): '
                  'no single-pass curve, so no CW-RED thresholds or per-shell table are '
                  'suggested; use the paper\'s 10 / 4.5 A or train on 2+ structures')
@@ -42,16 +43,24 @@ class ProtRedPriorTrainDenoiser(EMProtocol):
                       allowsNull=True, label='Continue from (optional)',
                       help='Continue training this model (its U-Net size is kept and its loss '
                            'history is extended). Same pixel size as the pairs.')
+        form.addParam('continueFromShipped', params.BooleanParam, default=False,
+                      condition='not continueFrom',
+                      label='Fine-tune the shipped denoiser?',
+                      help='Start from the denoiser shipped with redprior (redprior/data/'
+                           'denoiser, 2 A/px) instead of a new network: fine-tune it on your '
+                           'pairs (for example RELION intermediates of your own kind of '
+                           'sample). The shipped file is not changed; the result is this '
+                           'protocol\'s output.')
 
         form.addSection(label='Network')
         form.addParam('levels', params.IntParam, default=4, validators=[params.GE(1)],
-                      condition='not continueFrom', label='U-Net levels',
+                      condition=NEW_NETWORK, label='U-Net levels',
                       help='Down/up-sampling stages (paper: 5 for 96^3 maps; 4 for 64^3).')
         form.addParam('baseFilters', params.IntParam, default=8, validators=[params.GE(1)],
-                      condition='not continueFrom', label='Base filters',
+                      condition=NEW_NETWORK, label='Base filters',
                       help='Channels of the first stage, doubled per stage (paper: 4).')
         form.addParam('weightDecay', params.FloatParam, default=1e-4,
-                      validators=[params.GE(0)], condition='not continueFrom',
+                      validators=[params.GE(0)], condition=NEW_NETWORK,
                       label='Weight decay (L2)')
 
         form.addSection(label='Training')
@@ -106,8 +115,8 @@ class ProtRedPriorTrainDenoiser(EMProtocol):
         for path in (out, training.history_path(out)):
             if os.path.exists(path):  # a re-run starts again from its input
                 os.remove(path)
-        if self.continueFrom.get() is not None:
-            model = os.path.abspath(self.continueFrom.get().getFileName())
+        model = self._startingModel()
+        if model is not None:
             self.info('Continuing from %s' % model)
         else:
             model = build_unet(self.levels.get(), self.baseFilters.get(),
@@ -171,6 +180,15 @@ class ProtRedPriorTrainDenoiser(EMProtocol):
             self._defineSourceRelation(self.continueFrom, model)
 
     # ------------------------------------------------------------------ helpers
+    def _startingModel(self):
+        """The .keras file training continues from, or None for a new network."""
+        if self.continueFrom.get() is not None:
+            return os.path.abspath(self.continueFrom.get().getFileName())
+        if self.continueFromShipped.get():
+            from redprior.core.io.shipped import DEFAULT_DENOISER
+            return DEFAULT_DENOISER
+        return None
+
     def getModelPath(self):
         return self._getExtraPath(MODEL_FILE)
 
@@ -202,12 +220,13 @@ class ProtRedPriorTrainDenoiser(EMProtocol):
             errors.append('The training pairs are empty.')
         box, pixel = pairs.getBox(), pairs.getSamplingRate()
         levels = self.levels.get()
-        cont = self.continueFrom.get()
-        if cont is not None:
-            meta = cont.getMetadata()
-            if not meta:
-                return errors + ['The model to continue from (%s) has no metadata.'
-                                 % cont.getFileName()]
+        start = self._startingModel()
+        if start is not None:
+            from redprior.core.denoiser.model import DenoiserError, read_metadata
+            try:
+                meta = read_metadata(start)
+            except DenoiserError as exc:
+                return errors + ['The model to continue from: %s' % exc]
             levels = meta.get('levels') or levels
             if pixel and meta.get('pixel_size') and abs(meta['pixel_size'] - pixel) > 1e-3 * pixel:
                 errors.append('The model to continue from was trained at %g A/px, the pairs are '
@@ -243,7 +262,9 @@ class ProtRedPriorTrainDenoiser(EMProtocol):
             return ['Not trained yet.']
         last = hist['epochs'][-1]
         meta = self.getResults()
-        lines = ['%d epochs; last: train loss %.4g, val loss %s'
+        start = self._startingModel()
+        lines = ['Continued from %s' % start] if start else []
+        lines += ['%d epochs; last: train loss %.4g, val loss %s'
                  % (len(hist['epochs']), last['train_loss'],
                     '%.4g' % last['val_loss'] if last.get('val_loss') is not None else '-'),
                  'Validation structures: %s' % (', '.join(hist.get('structures_val', []))

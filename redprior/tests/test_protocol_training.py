@@ -190,6 +190,60 @@ class TestRedPriorTraining(BaseTest):
         with open(prot.getLogPaths()[0]) as fh:
             return fh.read()
 
+    # ------------------------------------------------------------------ fine-tune shipped
+    def test_finetune_shipped_denoiser(self):
+        """'Fine-tune the shipped denoiser?': its pixel size is checked, training starts from
+        its weights (the output differs from it after one step, little) and the shipped file
+        is left as it was."""
+        import hashlib
+
+        import keras
+        from redprior.core.denoiser.single_pass import keras_denoise_fn
+        from redprior.core.io.shipped import DEFAULT_DENOISER
+
+        digest = lambda: hashlib.sha256(open(DEFAULT_DENOISER, 'rb').read()).hexdigest()
+        before = digest()
+        wrongPixel = self._maps('gaussian pairs 4 A/px', [self.imports[0].outputVolume],
+                                TM.MODE_GAUSSIAN, pairsPerStructure=1, seed=1)
+        self.launchProtocol(wrongPixel)
+        refused = self.newProtocol(ProtRedPriorTrainDenoiser, inputPairs=wrongPixel.outputPairs,
+                                   continueFromShipped=True)
+        self.assertEqual(refused.validate(), ['The model to continue from was trained at 2 A/px, '
+                                              'the pairs are at 4 A/px.'])
+        # the same 32^3 blobs read at 2 A/px: a box the shipped 4-level U-Net can pass
+        folder = os.path.abspath('inputData')
+        imports = []
+        for i in range(2):
+            imp = self.newProtocol(ProtImportVolumes, objLabel='blob %d at 2 A/px' % i,
+                                   filesPath=folder, filesPattern='blob%d.mrc' % i,
+                                   samplingRate=2.0)
+            self.launchProtocol(imp)
+            imports.append(imp)
+        maps = self.newProtocol(ProtRedPriorTrainingMaps, objLabel='gaussian pairs 2 A/px',
+                                inputSource=TM.SRC_MAPS, trainingMode=TM.MODE_GAUSSIAN,
+                                pairsPerStructure=2, resolutionBest=6.0, resolutionWorst=20.0,
+                                seed=4)
+        for imp in imports:
+            maps.inputVolumes.append(imp.outputVolume)
+        self.launchProtocol(maps)
+        tune = self.newProtocol(ProtRedPriorTrainDenoiser, objLabel='fine-tune shipped',
+                                inputPairs=maps.outputPairs, continueFromShipped=True, epochs=1,
+                                stepsPerEpoch=1, batchSize=2, learningRate=1e-5,
+                                valFraction=0.5, seed=0)
+        self.assertEqual(tune.validate(), [])
+        self.launchProtocol(tune)
+        self.assertIn('Continuing from %s' % DEFAULT_DENOISER, self._log(tune))
+        self.assertEqual(tune.summary()[0], 'Continued from %s' % DEFAULT_DENOISER)
+        self.assertEqual(tune.outputDenoiser.getLevels(), 4)
+        self.assertEqual([e['epoch'] for e in tune.getHistory()['epochs']], [1])
+        x = maps.outputPairs.getStore().load(0)['x']
+        shipped = keras_denoise_fn(keras.saving.load_model(DEFAULT_DENOISER, compile=False))(x)
+        tuned = keras_denoise_fn(keras.saving.load_model(tune.outputDenoiser.getFileName(),
+                                                         compile=False))(x)
+        change = np.linalg.norm(tuned - shipped) / np.linalg.norm(shipped)
+        self.assertTrue(0 < change < 0.2, change)  # one small step from the shipped weights
+        self.assertEqual(digest(), before)
+
     # ------------------------------------------------------------------ perturbed poses
     def test_perturbed_pose_pairs(self):
         maps = self._maps('perturbed poses', [self.imports[1].outputVolume], TM.MODE_PERTURBED,
