@@ -132,14 +132,15 @@ def check_settings(args):
     a ramp not given is the model's own (schedule.ramp_of), as on the refine form."""
     if args.mode != schedule.GAUSSIAN and not args.model:
         raise ContractError(f"--mode {args.mode} needs --model (a denoiser .keras file).")
+    meta = None
+    if args.model and args.mode in (schedule.CWRED, schedule.CWRED_SHELL):
+        from redprior.core.denoiser.model import DenoiserError, read_metadata
+        try:  # read once per call: the ramp and the per-shell table come from it
+            meta = read_metadata(args.model)
+        except DenoiserError as exc:
+            raise ContractError(str(exc)) from exc
+    args.model_meta = meta
     if args.cw_low is None or args.cw_high is None:
-        meta = None
-        if args.model and args.mode in (schedule.CWRED, schedule.CWRED_SHELL):
-            from redprior.core.denoiser.model import DenoiserError, read_metadata
-            try:
-                meta = read_metadata(args.model)
-            except DenoiserError as exc:
-                raise ContractError(str(exc)) from exc
         low, high = schedule.ramp_of(meta)
         args.cw_low = low if args.cw_low is None else args.cw_low
         args.cw_high = high if args.cw_high is None else args.cw_high
@@ -158,7 +159,7 @@ def run(args):
         job.result = args.output
     _pixel_from_relion(args, job)
     check_settings(args)
-    table = _shell_table(args.model) if args.mode == schedule.CWRED_SHELL else None
+    table = _shell_table(args) if args.mode == schedule.CWRED_SHELL else None
     angpix = args.angpix if args.angpix > 0 else 1.0
     if job.fsc is None:
         if args.mode in (schedule.CWRED, schedule.CWRED_SHELL):
@@ -285,11 +286,10 @@ def _check_finite(job, b, k):
         raise ContractError(f"RELION's data for {job.star} contain NaN or infinite values.")
 
 
-def _shell_table(model):
-    """The model's per-shell lambda table; refuses models without one (cwred-shell)."""
-    from redprior.core.denoiser.model import read_metadata  # metadata only: no TensorFlow
-
-    meta = read_metadata(model)
+def _shell_table(args):
+    """The model's per-shell lambda table (its metadata, read by check_settings); refuses
+    models without one (cwred-shell)."""
+    meta, model = args.model_meta, args.model
     if not schedule.has_shell_table(meta):
         raise ContractError(
             f"--mode {schedule.CWRED_SHELL} needs a per-shell lambda table in the metadata of "
