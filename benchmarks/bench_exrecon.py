@@ -9,8 +9,8 @@ Prints:
      alone and the worker's peak memory; and of both halves arriving at once. Ratios are
      against relion_external_reconstruct measured in the same run;
   2. the wall-time ratio of a CW-RED auto-refine (our hook + worker) to a plain RELION
-     auto-refine (no hook) on the same simulated data (box 64, or --refine-box 128; 2 A/px,
-     --particles, same seed),
+     auto-refine (no hook) on the same simulated data (box 64, or --refine-box 128; the same
+     128 A field of view, so 2 or 1 A/px unless --refine-pixel; --particles, same seed),
      both run at the same time so that they share whatever else loads the machine.
 
     venv/bin/python benchmarks/bench_exrecon.py [--boxes 64,128,256] [--pads 1,2]
@@ -46,15 +46,16 @@ from redprior.core.denoiser.worker import start as worker_start  # noqa: E402
 from redprior.core.relion.command import RefineSettings, refine_args  # noqa: E402
 
 BOX, PIX = 64, 2.0
+REFINE_PIX = PIX  # part 2's pixel size (--refine-pixel)
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
            OMPI_MCA_rmaps_base_oversubscribe="1")
 
 
 def make_data(folder, n, snr, seed):
-    gt = structure.potential_map(DEMO_MODEL, BOX, PIX)  # BOX: --refine-box
-    sim = simulate.simulate_particles(gt, PIX, n, snr=snr, seed=seed)
-    particles_star.write_particles(sim, PIX, folder)
-    write_map(os.path.join(folder, "ref.mrc"), fourier.lowpass(gt, PIX, 30.0), PIX)
+    gt = structure.potential_map(DEMO_MODEL, BOX, REFINE_PIX)  # --refine-box, --refine-pixel
+    sim = simulate.simulate_particles(gt, REFINE_PIX, n, snr=snr, seed=seed)
+    particles_star.write_particles(sim, REFINE_PIX, folder)
+    write_map(os.path.join(folder, "ref.mrc"), fourier.lowpass(gt, REFINE_PIX, 30.0), REFINE_PIX)
     # the shipped denoiser: what a CW-RED refinement uses by default
     shutil.copy(DEFAULT_DENOISER, os.path.join(folder, "model.keras"))
     shutil.copy(metadata_path(DEFAULT_DENOISER), os.path.join(folder, "model.json"))
@@ -64,7 +65,8 @@ def make_data(folder, n, snr, seed):
 def bench_refine_args(out, hook):
     """The refine protocol's relion_refine arguments (core.relion.command) for this data."""
     return refine_args(RefineSettings(output_root=out, particles_star="particles.star",
-                                      reference="ref.mrc", mask_diameter_A=0.9 * BOX * PIX,
+                                      reference="ref.mrc",
+                                      mask_diameter_A=0.9 * BOX * REFINE_PIX,
                                       ini_high_A=30.0, pad=2, external_reconstruct=hook))
 
 
@@ -204,7 +206,7 @@ def refinements(folder, mpi=3, concurrent=True):
           flush=True)
     worker, sock = start_worker(folder)
     hook = " ".join(exrecon_cmd("--mode", "cwred", "--model", os.path.join(folder, "model.keras"),
-                                "--angpix", str(PIX), "--worker", sock,
+                                "--angpix", str(REFINE_PIX), "--worker", sock,
                                 "--log", os.path.join(folder, "cwred", "log.jsonl")))
     jobs = [("plain", mpirun + bench_refine_args("plain/run", False), ENV),
             ("cwred", mpirun + bench_refine_args("cwred/run", True),
@@ -236,13 +238,28 @@ def refinements(folder, mpi=3, concurrent=True):
     for d in ("plain", "cwred"):
         its = len(glob.glob(os.path.join(folder, d, "run_it*_optimiser.star"))) - 1
         res = _final_resolution(os.path.join(folder, d, "run_model.star"))
-        print(f"   {d}: {its} iterations, final resolution {res} A")
+        print(f"   {d}: {its} iterations, final resolution {res} A; per iteration (A): "
+              + " ".join(_trajectory(os.path.join(folder, d))))
+        if res == "n/a" or float(res) > 8 * REFINE_PIX:
+            print(f"   WARNING: {d} ended worse than a quarter of Nyquist ({8 * REFINE_PIX:g} A): "
+                  "the ratio says little about a refinement that converges to a real map; "
+                  "use more particles or a higher --snr")
     log = os.path.join(folder, "cwred", "log.jsonl")
     if os.path.exists(log):
         from redprior.core.prior.history import read_log
         recs = [r for r in read_log(log) if "error" not in r]
         print(f"   CW-RED hook: {len(recs)} calls, {sum(r['seconds'] for r in recs):.0f} s in total, "
               f"lambda {min(r['lambda'] for r in recs):.2f}-{max(r['lambda'] for r in recs):.2f}")
+
+
+def _trajectory(folder):
+    """RELION's resolution per iteration (rlnCurrentResolution of half 1's model.star)."""
+    from emtable import Table
+    out = []
+    for f in sorted(glob.glob(os.path.join(folder, "run_it*_half1_model.star")))[1:]:
+        general = next(iter(Table(fileName=f, tableName="model_general")))
+        out.append(f"{float(general.rlnCurrentResolution):.1f}")
+    return out
 
 
 def _final_resolution(model_star):
@@ -263,20 +280,24 @@ def main():
     p.add_argument("--boxes", default="64,128,256")
     p.add_argument("--refine-box", type=int, default=64,
                    help="box of the whole-refinement comparison (64 or 128)")
+    p.add_argument("--refine-pixel", type=float, default=0.0,
+                   help="pixel size (A) of the whole-refinement comparison; default: the "
+                        "field of view of box 64 at 2 A/px (128 A), so at box 128 1 A/px")
     p.add_argument("--pads", default="1,2")
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--sequential", action="store_true",
                    help="run the two refinements one after the other (idle machine only)")
     args = p.parse_args()
-    global BOX
+    global BOX, REFINE_PIX
     BOX = args.refine_box
+    REFINE_PIX = args.refine_pixel or PIX * 64 / BOX
     if shutil.which("relion_refine_mpi") is None:
         sys.exit("RELION is needed (apt-get install relion openmpi-bin)")
     folder = args.folder or tempfile.mkdtemp(prefix="redprior_bench_")
     os.makedirs(folder, exist_ok=True)
     t0 = time.time()
     make_data(folder, args.particles, args.snr, args.seed)
-    print(f"data: {args.particles} particles, box {BOX}, {PIX} A/px, SNR {args.snr}, seed "
+    print(f"data: {args.particles} particles, box {BOX}, {REFINE_PIX:g} A/px, SNR {args.snr}, seed "
           f"{args.seed}, simulated in {time.time() - t0:.1f} s; folder {folder}")
     if not args.skip_calls:
         per_call(folder, [int(b) for b in args.boxes.split(",")],
