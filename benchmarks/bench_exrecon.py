@@ -47,6 +47,7 @@ from redprior.core.relion.command import RefineSettings, refine_args  # noqa: E4
 
 BOX, PIX = 64, 2.0
 REFINE_PIX = PIX  # part 2's pixel size (--refine-pixel)
+INITIAL_LOWPASS_A = 30.0
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
            OMPI_MCA_rmaps_base_oversubscribe="1")
 
@@ -55,7 +56,8 @@ def make_data(folder, n, snr, seed):
     gt = structure.potential_map(DEMO_MODEL, BOX, REFINE_PIX)  # --refine-box, --refine-pixel
     sim = simulate.simulate_particles(gt, REFINE_PIX, n, snr=snr, seed=seed)
     particles_star.write_particles(sim, REFINE_PIX, folder)
-    write_map(os.path.join(folder, "ref.mrc"), fourier.lowpass(gt, REFINE_PIX, 30.0), REFINE_PIX)
+    write_map(os.path.join(folder, "ref.mrc"), fourier.lowpass(gt, REFINE_PIX, INITIAL_LOWPASS_A),
+              REFINE_PIX)
     # the shipped denoiser: what a CW-RED refinement uses by default
     shutil.copy(DEFAULT_DENOISER, os.path.join(folder, "model.keras"))
     shutil.copy(metadata_path(DEFAULT_DENOISER), os.path.join(folder, "model.json"))
@@ -67,7 +69,8 @@ def bench_refine_args(out, hook):
     return refine_args(RefineSettings(output_root=out, particles_star="particles.star",
                                       reference="ref.mrc",
                                       mask_diameter_A=0.9 * BOX * REFINE_PIX,
-                                      ini_high_A=30.0, pad=2, external_reconstruct=hook))
+                                      ini_high_A=INITIAL_LOWPASS_A, pad=2,
+                                      external_reconstruct=hook))
 
 
 def timed(cmd, cwd, env=ENV):
@@ -107,7 +110,7 @@ def iteration_files(folder, box, pad, n):
     gt = structure.potential_map(DEMO_MODEL, box, PIX)
     sim = simulate.simulate_particles(gt, PIX, n, snr=5.0, seed=3)
     particles_star.write_particles(sim, PIX, sub)
-    write_map(os.path.join(sub, "ref.mrc"), fourier.lowpass(gt, PIX, 30.0), PIX)
+    write_map(os.path.join(sub, "ref.mrc"), fourier.lowpass(gt, PIX, INITIAL_LOWPASS_A), PIX)
     hook = " ".join(exrecon_cmd("--mode", "gaussian", "--keep"))
     # --ini_high just above Nyquist: RELION's current size is the whole box at once
     timed(["relion_refine", "--o", "./run", "--i", "particles.star", "--ref", "ref.mrc",
@@ -240,10 +243,10 @@ def refinements(folder, mpi=3, concurrent=True):
         res = _final_resolution(os.path.join(folder, d, "run_model.star"))
         print(f"   {d}: {its} iterations, final resolution {res} A; per iteration (A): "
               + " ".join(_trajectory(os.path.join(folder, d))))
-        if res == "n/a" or float(res) > 8 * REFINE_PIX:
-            print(f"   WARNING: {d} ended worse than a quarter of Nyquist ({8 * REFINE_PIX:g} A): "
-                  "the ratio says little about a refinement that converges to a real map; "
-                  "use more particles or a higher --snr")
+        if res == "n/a" or float(res) >= INITIAL_LOWPASS_A / 2:
+            print(f"   WARNING: {d} ended at half the initial model's {INITIAL_LOWPASS_A:g} A "
+                  "low-pass or worse: the ratio says little about a refinement that converges "
+                  "to a real map; use more particles or a higher --snr")
     log = os.path.join(folder, "cwred", "log.jsonl")
     if os.path.exists(log):
         from redprior.core.prior.history import read_log
