@@ -251,7 +251,11 @@ def refinements(folder, mpi=3, concurrent=True):
     if os.path.exists(log):
         from redprior.core.prior.history import read_log
         recs = [r for r in read_log(log) if "error" not in r]
-        print(f"   CW-RED hook: {len(recs)} calls, {sum(r['seconds'] for r in recs):.0f} s in total, "
+        total = sum(r['seconds'] for r in recs)
+        prog = sum(r.get('relion_seconds', 0) for r in recs)
+        net = sum(r.get('denoiser_seconds', 0) for r in recs)
+        print(f"   CW-RED hook: {len(recs)} calls, {total:.0f} s in total (RELION's program "
+              f"{prog:.0f} s, denoiser {net:.0f} s, the rest {total - prog - net:.0f} s), "
               f"lambda {min(r['lambda'] for r in recs):.2f}-{max(r['lambda'] for r in recs):.2f}")
 
 

@@ -316,6 +316,14 @@ class TestExreconWithRelion(unittest.TestCase):
         self.assertAlmostEqual(got["model's"]["lambda"], (20.0 - 40 * 3.0 / 9) / 10.0, places=6)
         self.assertEqual(got["paper's"]["cw_ramp"], [10.0, 4.5])
         self.assertEqual(got["paper's"]["lambda"], 0.0)
+        # where a call's time went: RELION's program, the denoiser (only when lambda > 0)
+        prior, none = got["model's"], got["paper's"]
+        self.assertGreater(prior["relion_seconds"], 0)
+        self.assertGreater(prior["denoiser_seconds"], 0)
+        self.assertLessEqual(prior["relion_seconds"] + prior["denoiser_seconds"],
+                             prior["seconds"])
+        self.assertNotIn("denoiser_seconds", none)
+        self.assertLessEqual(none["relion_seconds"], none["seconds"])
 
     def test_program_errors_are_readable(self):
         dataset = self.dataset

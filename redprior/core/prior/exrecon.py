@@ -195,7 +195,8 @@ def run(args):
         raise ContractError("--reconstruction relion: relion_external_reconstruct was not "
                             "found (PATH, $RELION_HOME/bin).")
     run_update = _update_by_program if program else _update_in_numpy
-    vol, where = run_update(args, job, lam, applied, resolution, angpix)
+    timing = {}  # seconds in RELION's program and in the denoiser, for the log
+    vol, where = run_update(args, job, lam, applied, resolution, angpix, timing)
     if not np.all(np.isfinite(vol)):
         raise ContractError(f"The reconstruction of {args.star} has NaN or infinite values "
                             "(check RELION's B and K files).")
@@ -206,7 +207,8 @@ def run(args):
            "pad": job.pad, "seconds": round(time.time() - t0, 3), "denoiser": where,
            "reconstruction": "relion_external_reconstruct" if program else "numpy",
            "denoiser_input": args.denoiser_input,
-           "star": os.path.basename(args.star)}
+           "star": os.path.basename(args.star),
+           **{k: round(v, 3) for k, v in timing.items()}}
     if fsc_warning:
         rec["warning"] = fsc_warning
         print(f"redprior_exrecon: WARNING: {fsc_warning}", flush=True)
@@ -234,32 +236,41 @@ def run(args):
     return rec
 
 
-def _update_by_program(args, job, lam, applied, resolution, angpix):
+def _update_by_program(args, job, lam, applied, resolution, angpix, timing):
     """x~ and update (17) by RELION's own program on our inputs (core.relion.program)."""
     with RelionProgram(job, args.minres_map) as program:
-        if not (lam > 0 or args.record):
-            return program.map_reconstruction(), ""
-        b = k = None
-        if args.denoiser_input == DIRECT:
-            b, k = _fourier(job)
-            x_tilde = direct_map(job, b, k)
-        else:  # RELION's program first: B and K are not held while it runs
-            x_tilde = program.unregularised_map()
-        if args.record:
-            _record(args.record, job, x_tilde, angpix, resolution)
-        if lam <= 0:  # recorded only: RELION's own reconstruction, B and K released first
-            del b, k
-            return program.map_reconstruction(), ""
-        denoised, where = _denoise(args, x_tilde)
-        del x_tilde
-        if b is None:
-            b, k = _fourier(job)
-        b += red_numerator(job, k, denoised, applied, args.minres_map)
-        del k, denoised
-        return program.map_reconstruction(b), where
+        try:
+            return _program_update(program, args, job, lam, applied, resolution, angpix,
+                                   timing)
+        finally:
+            timing["relion_seconds"] = program.seconds
 
 
-def _update_in_numpy(args, job, lam, applied, resolution, angpix):
+def _program_update(program, args, job, lam, applied, resolution, angpix, timing):
+    """The steps of _update_by_program, with its RelionProgram."""
+    if not (lam > 0 or args.record):
+        return program.map_reconstruction(), ""
+    b = k = None
+    if args.denoiser_input == DIRECT:
+        b, k = _fourier(job)
+        x_tilde = direct_map(job, b, k)
+    else:  # RELION's program first: B and K are not held while it runs
+        x_tilde = program.unregularised_map()
+    if args.record:
+        _record(args.record, job, x_tilde, angpix, resolution)
+    if lam <= 0:  # recorded only: RELION's own reconstruction, B and K released first
+        del b, k
+        return program.map_reconstruction(), ""
+    denoised, where = _denoise(args, x_tilde, timing)
+    del x_tilde
+    if b is None:
+        b, k = _fourier(job)
+    b += red_numerator(job, k, denoised, applied, args.minres_map)
+    del k, denoised
+    return program.map_reconstruction(b), where
+
+
+def _update_in_numpy(args, job, lam, applied, resolution, angpix, timing):
     """x~ and update (17) by the numpy re-implementation (core.relion.reconstruct)."""
     b, k = load_fourier(job)
     _check_finite(job, b, k)
@@ -270,7 +281,7 @@ def _update_in_numpy(args, job, lam, applied, resolution, angpix):
                    else unregularised_map(rec_grid, b, k))
     if args.record:
         _record(args.record, job, x_tilde, angpix, resolution)
-    denoised, where = _denoise(args, x_tilde) if lam > 0 else (None, "")
+    denoised, where = _denoise(args, x_tilde, timing) if lam > 0 else (None, "")
     return red_update(rec_grid, b, k, denoised, applied, args.minres_map), where
 
 
@@ -299,8 +310,17 @@ def _shell_table(args):
     return meta["per_shell_lambda"]
 
 
-def _denoise(args, x_tilde):
-    """f(x~), from the worker when one runs, else by loading the model here."""
+def _denoise(args, x_tilde, timing):
+    """f(x~), from the worker when one runs, else by loading the model here; its wall time
+    goes into timing['denoiser_seconds']."""
+    t0 = time.time()
+    try:
+        return _denoised(args, x_tilde)
+    finally:
+        timing["denoiser_seconds"] = time.time() - t0
+
+
+def _denoised(args, x_tilde):
     where = "in-process"
     if args.worker:
         from redprior.core.denoiser.worker import denoise_remote

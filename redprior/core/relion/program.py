@@ -20,6 +20,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 
 import numpy as np
 from emtable import Table
@@ -92,6 +93,7 @@ class RelionProgram:
         folder = os.path.dirname(os.path.abspath(job.result))
         self.scratch = tempfile.mkdtemp(prefix=".redprior_call_", dir=folder)
         self._runs = 0
+        self.seconds = 0.0  # wall time inside RELION's program (the hook's log reports it)
 
     def _run(self, data=None, no_map=False):
         """The program's map for B (RELION's file, or data = B' as complex) and K."""
@@ -107,12 +109,15 @@ class RelionProgram:
         star, result = base + ".star", base + "_result.mrc"
         _write_star(self.job, star, real, imag, result, self.tau2)
         cmd = [self.program, star] + (["--no_map"] if no_map else [])
+        t0 = time.time()
         try:
             proc = subprocess.run(cmd, cwd=self.scratch, capture_output=True, text=True,
                                   timeout=self.timeout)
         except subprocess.TimeoutExpired as exc:
             raise ContractError(f"{PROGRAM} did not finish within {self.timeout:g} s on "
                                 f"{self.job.star}.") from exc
+        finally:
+            self.seconds += time.time() - t0
         if proc.returncode or not os.path.exists(result):
             tail = (proc.stdout + proc.stderr).strip()[-800:]
             raise ContractError(f"{PROGRAM} failed on {self.job.star} (exit "
