@@ -15,7 +15,8 @@ own protocols in a real Scipion project, on this machine's CPU:
 
 The Scipion project (redprior_default_denoiser under $REDPRIOR_SCIPION_ROOT or
 ./.redprior_scipion) is kept: run the command again and finished protocols with the same
-settings are reused, an interrupted one continues. --fresh starts over.
+settings are reused, an interrupted one continues in Scipion's resume mode (the structures
+'training maps' finished are kept). --fresh starts over.
 """
 import argparse
 import json
@@ -111,10 +112,36 @@ def check_training_set(args):
 
 
 def _finished(project, cls, settings, pairs=None):
-    """The newest finished protocol of this class whose settings match (and whose input is
-    the `pairs` object, if given), or None."""
+    """The newest protocol of this class whose settings match (and whose input is the `pairs`
+    object, if given), finished; an interrupted or failed one is run again first, in
+    Scipion's resume mode (its finished steps, e.g. the structures of 'training maps', are
+    kept). None if there is none."""
+    from pyworkflow.protocol.constants import MODE_RESUME
+
+    prot = _matching(project, cls, settings, pairs)
+    if prot is not None and prot.isActive() and _alive(prot.getPid()):
+        log(f"stopping: '{prot.getObjLabel()}' run {prot.getObjId()} is running now (pid "
+            f"{prot.getPid()}); wait for it, or stop it first")
+        sys.exit(2)
+    if prot is not None and not prot.isFinished():
+        log(f"continuing the interrupted '{prot.getObjLabel()}' run {prot.getObjId()} "
+            f"({prot.getStatus()}); progress: {prot.getLogPaths()[0]}")
+        prot.runMode.set(MODE_RESUME)
+        _run(project, prot)
+    return prot
+
+
+def _alive(pid):
+    try:
+        os.kill(int(pid), 0)
+    except (OSError, TypeError, ValueError):
+        return False
+    return True
+
+
+def _matching(project, cls, settings, pairs=None):
     for prot in reversed(list(project.getRuns())):
-        if type(prot) is not cls or not prot.isFinished():
+        if type(prot) is not cls:
             continue
         if pairs is not None and prot.inputPairs.get().getObjId() != pairs.getObjId():
             continue
@@ -311,6 +338,14 @@ def _finetune_on_relion(project, args, train, maps_cls, train_cls, mode_relion, 
     return maps, tuned
 
 
+def _lr_text(args, stage1):
+    if args.start_from == "shipped":
+        return f"{args.finetune_lr:g} (fine-tuning the shipped model)"
+    if stage1:
+        return f"{args.lr:g} (stage 1), then {args.finetune_lr:g} (stage 2)"
+    return f"{args.lr:g}"
+
+
 def _seconds(history):
     return sum(e.get("seconds", 0) for e in history.get("epochs", []))
 
@@ -372,8 +407,8 @@ def write_report(out, args, maps, train, meta, hist, figs, stage1=None):
         "## Network and training",
         f"- {meta.get('description')}",
         f"- {len(ep)} epochs x {args.steps_per_epoch} steps, mini-batch {args.batch} random "
-        f"{args.crop}^3 crops with the 24 cube rotations, Adam lr {args.lr:g}, L2 loss + weight "
-        f"decay, {args.threads} CPU threads.",
+        f"{args.crop}^3 crops with the 24 cube rotations, Adam lr {_lr_text(args, stage1)}, L2 "
+        f"loss + weight decay, {args.threads} CPU threads.",
         f"- Time: {_seconds(hist):.0f} s in the training epochs, "
         f"{train.getElapsedTime().total_seconds():.0f} s for 'train denoiser' (with the "
         f"single-pass evaluation), {maps.getElapsedTime().total_seconds():.0f} s for "

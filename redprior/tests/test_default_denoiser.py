@@ -10,6 +10,7 @@ in the demo itself (too slow for the default test run).
 import json
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -133,3 +134,20 @@ class TestTrainingCommand(unittest.TestCase):
         x = held_out_pairs(64, 2.0)[0].x
         y = Denoiser(str(path))(x, 2.0)
         assert y.shape == x.shape and np.all(np.isfinite(y)) and not np.allclose(y, x)
+
+        # an interrupted run (here: 'train denoiser' marked failed, as a killed run is left)
+        # is continued in resume mode by the same command; the finished pairs are reused
+        interrupt = (
+            "import sys; sys.path.insert(0, %r); import redprior_env; "
+            "redprior_env.setup_environment(%r); from pyworkflow.project import Manager; "
+            "p = Manager().loadProject('redprior_default_denoiser'); "
+            "t = [r for r in p.getRuns() if type(r).__name__ == 'ProtRedPriorTrainDenoiser'][-1]; "
+            "t.setFailed('interrupted'); p._storeProtocol(t)" % (REPO, str(tmp_path / "scipion")))
+        subprocess.run([sys.executable, "-c", interrupt], env=env, cwd=str(tmp_path), check=True,
+                       capture_output=True, timeout=120)
+        again = subprocess.run(cmd, env=env, cwd=str(tmp_path), capture_output=True, text=True,
+                               timeout=600)
+        assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+        assert "reusing finished 'training maps' run" in again.stdout
+        line = [x for x in again.stdout.splitlines() if "continuing the interrupted" in x]
+        assert line and re.search(r"train denoiser.*' run \d+ \(failed\)", line[0]), line
