@@ -236,6 +236,44 @@ class TestWorkerServesHalvesAtOnce(unittest.TestCase):
         self.stop(path, server)
 
 
+class TestWorkerLifetime(unittest.TestCase):
+    def test_worker_stops_when_its_starter_is_killed(self):
+        """A refinement killed with SIGKILL cannot stop its worker: the worker sees that the
+        process that started it is gone and stops (its log says so, its socket goes)."""
+        import signal
+        import subprocess
+        import sys
+        import time
+
+        folder = tempfile.mkdtemp(prefix='redprior_wlife_')
+        self.addCleanup(shutil.rmtree, folder, ignore_errors=True)
+        model = write_placeholder_model(os.path.join(folder, 'smooth.keras'), 16, 2.0)
+        log = os.path.join(folder, 'worker.log')
+        starter = subprocess.Popen(
+            [sys.executable, '-c',
+             'import sys, time; from redprior.core.denoiser import worker; '
+             'proc, path = worker.start(sys.argv[1], sys.argv[2], timeout=120); '
+             'print(proc.pid, path, flush=True); time.sleep(600)', model, log],
+            stdout=subprocess.PIPE, text=True)
+        self.addCleanup(starter.kill)
+        pid, path = starter.stdout.readline().split()
+        self.assertTrue(os.path.exists(path))
+        os.kill(starter.pid, signal.SIGKILL)
+        starter.wait(10)
+        t0 = time.time()
+        while time.time() - t0 < 30 and worker._alive(int(pid)):
+            try:  # reap it if it is our grandchild turned zombie (it is not our child)
+                os.waitpid(int(pid), os.WNOHANG)
+            except ChildProcessError:
+                pass
+            time.sleep(0.2)
+        gone = not os.path.exists(path)
+        text = open(log).read()
+        self.assertIn('the process that started this worker (%d) is gone: stopping'
+                      % starter.pid, text)
+        self.assertTrue(gone, 'socket %s left behind' % path)
+
+
 class TestWorkerDevice(unittest.TestCase):
     def test_cuda_devices(self):
         for gpu, want in ((None, ''), ('', ''), (' ', ''), ('0', '0'), ('0,1', '0,1'),

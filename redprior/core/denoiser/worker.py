@@ -144,12 +144,26 @@ def _handle(conn, denoiser, passes, stopping, pass_wait):
             _log(f"could not reply ({exc})")
 
 
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
 def serve(model_path, socket_path, denoiser=None, max_passes=MAX_PASSES,
-          pass_wait=PASS_WAIT_TIMEOUT):
-    """Serve maps on socket_path until a 'stop' request, each connection in its own thread.
+          pass_wait=PASS_WAIT_TIMEOUT, parent=None):
+    """Serve maps on socket_path until a 'stop' request, each connection in its own thread,
+    or until the process `parent` (a pid) is gone.
 
     denoiser: a callable (map, pixel_size) -> map to serve instead of loading model_path
     (tests). max_passes: network passes at once; pass_wait: seconds a request waits for one.
+    parent: the process that started the worker (start() passes its own): if it is killed
+    without stopping the worker (kill -9 of a refinement), the worker does not linger with
+    the model in memory.
     """
     if denoiser is None:
         print(device_line(), flush=True)
@@ -178,6 +192,9 @@ def serve(model_path, socket_path, denoiser=None, max_passes=MAX_PASSES,
     _log(f"{model_path} loaded, listening on {socket_path} (up to {max_passes} passes at once)")
     try:
         while not stopping.is_set():
+            if parent and not _alive(parent):
+                _log(f"the process that started this worker ({parent}) is gone: stopping")
+                break
             if not slots.acquire(timeout=_POLL):
                 continue
             try:
@@ -278,7 +295,8 @@ def start(model_path, log_path, timeout=300.0, python=None, gpu=None):
     env = dict(os.environ, CUDA_VISIBLE_DEVICES=cuda_devices(gpu))
     with open(log_path, "a") as log:
         proc = subprocess.Popen([python or sys.executable, "-m", "redprior_worker", "--model",
-                                 os.path.abspath(model_path), "--socket", socket_path],
+                                 os.path.abspath(model_path), "--socket", socket_path,
+                                 "--parent", str(os.getpid())],
                                 stdout=log, stderr=subprocess.STDOUT, env=env)
     if not wait_ready(socket_path, proc, timeout):
         if proc.poll() is None:
@@ -310,7 +328,9 @@ def main(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True)
     p.add_argument("--socket", required=True)
+    p.add_argument("--parent", type=int, default=0,
+                   help="stop when this process is gone (start() gives its own pid)")
     args = p.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
-    serve(args.model, args.socket)
+    serve(args.model, args.socket, parent=args.parent or None)
     return 0
