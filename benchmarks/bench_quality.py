@@ -253,6 +253,7 @@ def evaluate(data, out, method, wall_s):
 
 # ---- the grid -----------------------------------------------------------------------------
 def run_grid(structures, snrs, ctfs, seeds, methods, particles, mpi, model, cw, hook):
+    sha = model_sha(model)
     for entry in structures:
         path, why = structure_file(entry)
         if path is None:
@@ -264,8 +265,7 @@ def run_grid(structures, snrs, ctfs, seeds, methods, particles, mpi, model, cw, 
                     folder = os.path.join(RUNS, dataset_name(entry, snr, ctf, seed))
                     data = make_dataset(folder, entry, snr, ctf, seed, particles)
                     for method in methods:
-                        out = os.path.join(folder, run_folder_name(method, cw, hook,
-                                                                   model_sha(model)))
+                        out = os.path.join(folder, run_folder_name(method, cw, hook, sha))
                         mfile = os.path.join(out, "metrics.json")
                         if os.path.exists(mfile):
                             continue
@@ -277,7 +277,7 @@ def run_grid(structures, snrs, ctfs, seeds, methods, particles, mpi, model, cw, 
                         if method in ("cwred", "cwred-shell"):
                             m.update(cw_low=cw[0], cw_high=cw[1])
                         if method in ("red", "cwred", "cwred-shell"):
-                            m.update(hook, model_sha=model_sha(model))
+                            m.update(hook, model_sha=sha)
                         with open(mfile + ".tmp", "w") as fh:
                             json.dump(m, fh)
                         os.replace(mfile + ".tmp", mfile)

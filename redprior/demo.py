@@ -91,13 +91,10 @@ def _follow(project, prot, logPath, poll=5.0, grace=120.0):
 
 
 def _alive(pid):
-    if not pid:
-        return True  # not started yet: the project has not stored it
-    try:
-        os.kill(int(pid), 0)
-    except (OSError, ValueError):
-        return False
-    return True
+    from redprior.core.denoiser.worker import process_alive
+
+    # no pid yet: not started, the project has not stored it
+    return True if not pid else process_alive(int(pid))
 
 
 def check_args(args):

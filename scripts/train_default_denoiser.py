@@ -118,8 +118,11 @@ def _finished(project, cls, settings, pairs=None):
     kept). None if there is none."""
     from pyworkflow.protocol.constants import MODE_RESUME
 
+    from redprior.core.denoiser.worker import process_alive
+
     prot = _matching(project, cls, settings, pairs)
-    if prot is not None and prot.isActive() and _alive(prot.getPid()):
+    if prot is not None and prot.isActive() and prot.getPid() and process_alive(
+            int(prot.getPid())):
         log(f"stopping: '{prot.getObjLabel()}' run {prot.getObjId()} is running now (pid "
             f"{prot.getPid()}); wait for it, or stop it first")
         sys.exit(2)
@@ -129,14 +132,6 @@ def _finished(project, cls, settings, pairs=None):
         prot.runMode.set(MODE_RESUME)
         _run(project, prot)
     return prot
-
-
-def _alive(pid):
-    try:
-        os.kill(int(pid), 0)
-    except (OSError, TypeError, ValueError):
-        return False
-    return True
 
 
 def _matching(project, cls, settings, pairs=None):

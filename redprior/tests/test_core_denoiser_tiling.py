@@ -261,7 +261,7 @@ class TestWorkerLifetime(unittest.TestCase):
         os.kill(starter.pid, signal.SIGKILL)
         starter.wait(10)
         t0 = time.time()
-        while time.time() - t0 < 30 and worker._alive(int(pid)):
+        while time.time() - t0 < 30 and worker.process_alive(int(pid)):
             try:  # reap it if it is our grandchild turned zombie (it is not our child)
                 os.waitpid(int(pid), os.WNOHANG)
             except ChildProcessError:

@@ -144,7 +144,8 @@ def _handle(conn, denoiser, passes, stopping, pass_wait):
             _log(f"could not reply ({exc})")
 
 
-def _alive(pid):
+def process_alive(pid):
+    """Whether process pid exists (signal 0)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -192,7 +193,7 @@ def serve(model_path, socket_path, denoiser=None, max_passes=MAX_PASSES,
     _log(f"{model_path} loaded, listening on {socket_path} (up to {max_passes} passes at once)")
     try:
         while not stopping.is_set():
-            if parent and not _alive(parent):
+            if parent and not process_alive(parent):
                 _log(f"the process that started this worker ({parent}) is gone: stopping")
                 break
             if not slots.acquire(timeout=_POLL):
