@@ -240,34 +240,28 @@ def _update_by_program(args, job, lam, applied, resolution, angpix, timing):
     """x~ and update (17) by RELION's own program on our inputs (core.relion.program)."""
     with RelionProgram(job, args.minres_map) as program:
         try:
-            return _program_update(program, args, job, lam, applied, resolution, angpix,
-                                   timing)
+            if not (lam > 0 or args.record):
+                return program.map_reconstruction(), ""
+            b = k = None
+            if args.denoiser_input == DIRECT:
+                b, k = _fourier(job)
+                x_tilde = direct_map(job, b, k)
+            else:  # RELION's program first: B and K are not held while it runs
+                x_tilde = program.unregularised_map()
+            if args.record:
+                _record(args.record, job, x_tilde, angpix, resolution)
+            if lam <= 0:  # recorded only: RELION's own reconstruction, B and K released first
+                del b, k
+                return program.map_reconstruction(), ""
+            denoised, where = _denoise(args, x_tilde, timing)
+            del x_tilde
+            if b is None:
+                b, k = _fourier(job)
+            b += red_numerator(job, k, denoised, applied, args.minres_map)
+            del k, denoised
+            return program.map_reconstruction(b), where
         finally:
             timing["relion_seconds"] = program.seconds
-
-
-def _program_update(program, args, job, lam, applied, resolution, angpix, timing):
-    """The steps of _update_by_program, with its RelionProgram."""
-    if not (lam > 0 or args.record):
-        return program.map_reconstruction(), ""
-    b = k = None
-    if args.denoiser_input == DIRECT:
-        b, k = _fourier(job)
-        x_tilde = direct_map(job, b, k)
-    else:  # RELION's program first: B and K are not held while it runs
-        x_tilde = program.unregularised_map()
-    if args.record:
-        _record(args.record, job, x_tilde, angpix, resolution)
-    if lam <= 0:  # recorded only: RELION's own reconstruction, B and K released first
-        del b, k
-        return program.map_reconstruction(), ""
-    denoised, where = _denoise(args, x_tilde, timing)
-    del x_tilde
-    if b is None:
-        b, k = _fourier(job)
-    b += red_numerator(job, k, denoised, applied, args.minres_map)
-    del k, denoised
-    return program.map_reconstruction(b), where
 
 
 def _update_in_numpy(args, job, lam, applied, resolution, angpix, timing):
