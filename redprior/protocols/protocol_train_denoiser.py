@@ -19,6 +19,7 @@ from redprior import Plugin
 from redprior.objects import DenoiserModel
 
 MODEL_FILE = 'denoiser.keras'
+MIXED_PAIRS_DIR = 'mixed_pairs'
 RELOAD_CHECK = 'reload_check.npz'
 NEW_NETWORK = 'not continueFrom and not continueFromShipped'
 NO_VALIDATION = ('no validation structures (validation fraction 0 or a single structure): '
@@ -39,6 +40,14 @@ class ProtRedPriorTrainDenoiser(EMProtocol):
                       important=True, label='Training pairs',
                       help='Output of "training maps". The box must be a multiple of '
                            '2^levels.')
+        form.addParam('morePairs', params.MultiPointerParam, pointerClass='TrainingPairs',
+                      allowsNull=True, minNumObjects=0, label='More training pairs (optional)',
+                      help='Train on these sets too, mixed with the first: for example '
+                           'RELION-intermediate pairs (what the hook really feeds the network; '
+                           'the paper found such training better) with Gaussian-noise pairs '
+                           '(more structures and resolutions for less CPU). Same box and pixel '
+                           'size as the first set. A structure that is in several sets (the '
+                           'same name) stays on one side of the train/validation split.')
         form.addParam('continueFrom', params.PointerParam, pointerClass='DenoiserModel',
                       allowsNull=True, label='Continue from (optional)',
                       help='Continue training this model (its U-Net size is kept and its loss '
@@ -91,11 +100,11 @@ class ProtRedPriorTrainDenoiser(EMProtocol):
 
     # ------------------------------------------------------------------ steps
     def _insertAllSteps(self):
-        self._insertFunctionStep(self.trainStep, self.inputPairs.get().getObjId(),
+        self._insertFunctionStep(self.trainStep, [p.getObjId() for p in self._pairSets()],
                                  needsGPU=False)
         self._insertFunctionStep(self.createOutputStep, needsGPU=False)
 
-    def trainStep(self, pairsId):
+    def trainStep(self, pairsIds):
         import keras
         import tensorflow as tf
 
@@ -110,7 +119,7 @@ class ProtRedPriorTrainDenoiser(EMProtocol):
         except RuntimeError:
             pass
         keras.utils.set_random_seed(self.seed.get())
-        store = self.inputPairs.get().getStore()
+        store = self._trainingStore()
         out = self.getModelPath()
         for path in (out, training.history_path(out)):
             if os.path.exists(path):  # a re-run starts again from its input
@@ -176,10 +185,34 @@ class ProtRedPriorTrainDenoiser(EMProtocol):
         model = DenoiserModel(filename=self.getModelPath())
         self._defineOutputs(outputDenoiser=model)
         self._defineSourceRelation(self.inputPairs, model)
+        for ptr in self.morePairs:
+            self._defineSourceRelation(ptr, model)
         if self.continueFrom.get() is not None:
             self._defineSourceRelation(self.continueFrom, model)
 
     # ------------------------------------------------------------------ helpers
+    def _pairSets(self):
+        """The TrainingPairs trained on: the first set, then 'More training pairs'."""
+        sets = [self.inputPairs.get()] + [ptr.get() for ptr in self.morePairs]
+        return [p for p in sets if p is not None]
+
+    def _trainingStore(self):
+        """The first set's PairStore, or, with more sets, one store of all their pairs
+        (hard links in extra/, no copies) whose structures are grouped by name."""
+        sets = self._pairSets()
+        if len(sets) == 1:
+            return sets[0].getStore()
+        from redprior.core.training_data.ground_truth import structure_name
+        from redprior.core.training_data.store import merge_stores
+
+        self.info('Mixing %d sets of training pairs: %s' % (len(sets), '; '.join(
+            '%d %s pairs of %d structure%s' % (p.getSize(), '+'.join(p.getModes()) or '-',
+                                                p.getNumberOfStructures() or 0,
+                                                '' if p.getNumberOfStructures() == 1 else 's')
+            for p in sets)))
+        return merge_stores([p.getFolder() for p in sets], self._getExtraPath(MIXED_PAIRS_DIR),
+                            relabel=structure_name)
+
     def _startingModel(self):
         """The .keras file training continues from, or None for a new network."""
         if self.continueFrom.get() is not None:
@@ -219,6 +252,7 @@ class ProtRedPriorTrainDenoiser(EMProtocol):
         if not pairs.getSize():
             errors.append('The training pairs are empty.')
         box, pixel = pairs.getBox(), pairs.getSamplingRate()
+        errors += self._mixProblems(box, pixel)
         levels = self.levels.get()
         start = self._startingModel()
         if start is not None:
@@ -247,10 +281,38 @@ class ProtRedPriorTrainDenoiser(EMProtocol):
             errors.append('The learning rate must be > 0.')
         return errors
 
+    def _numberOfStructures(self):
+        """Distinct structures (by name) over all sets trained on."""
+        sets = self._pairSets()
+        if len(sets) == 1:
+            return sets[0].getNumberOfStructures() or 0
+        from redprior.core.training_data.ground_truth import structure_name
+        return len({structure_name(s) for p in sets for s in p.getStore().structures()})
+
+    def _mixProblems(self, box, pixel):
+        """'More training pairs' must match the first set's box and pixel size."""
+        errors, seen = [], {self.inputPairs.get().getObjId()}
+        for i, ptr in enumerate(self.morePairs, start=1):
+            other = ptr.get()
+            if other is None:
+                continue
+            name = 'More training pairs %d (%s)' % (i, other.getObjLabel() or other.getObjId())
+            if other.getObjId() in seen:
+                errors.append('%s is already an input: give each set once.' % name)
+            seen.add(other.getObjId())
+            if box and other.getBox() and other.getBox() != box:
+                errors.append('%s has a box of %d px, the first set %d px: make both at one '
+                              'box.' % (name, other.getBox(), box))
+            if (pixel and other.getSamplingRate()
+                    and abs(other.getSamplingRate() - pixel) > 1e-3 * pixel):
+                errors.append('%s is at %g A/px, the first set at %g A/px: make both at one '
+                              'pixel size.' % (name, other.getSamplingRate(), pixel))
+        return errors
+
     def _warnings(self):
         pairs = self.inputPairs.get()
         if pairs is not None and (self.valFraction.get() == 0
-                                  or (pairs.getNumberOfStructures() or 0) < 2):
+                                  or self._numberOfStructures() < 2):
             return ['Without validation structures (validation fraction 0, or a single '
                     'structure) the model gets no single-pass curve, no suggested CW-RED '
                     'thresholds and no per-shell lambda table.']
@@ -264,6 +326,9 @@ class ProtRedPriorTrainDenoiser(EMProtocol):
         meta = self.getResults()
         start = self._startingModel()
         lines = ['Continued from %s' % start] if start else []
+        if len(self._pairSets()) > 1:
+            lines.append('Trained on %d sets of pairs, mixed (%d structures)'
+                         % (len(self._pairSets()), self._numberOfStructures()))
         lines += ['%d epochs; last: train loss %.4g, val loss %s'
                  % (len(hist['epochs']), last['train_loss'],
                     '%.4g' % last['val_loss'] if last.get('val_loss') is not None else '-'),

@@ -244,6 +244,58 @@ class TestRedPriorTraining(BaseTest):
         self.assertTrue(0 < change < 0.2, change)  # one small step from the shipped weights
         self.assertEqual(digest(), before)
 
+    # ------------------------------------------------------------------ mixed sets
+    def test_train_on_mixed_sets_of_pairs(self):
+        """'More training pairs': Gaussian-noise and perturbed-pose pairs trained on together;
+        blob 1, in both sets under different input positions, is one structure for the split;
+        sets at another pixel size, or given twice, are refused before the run."""
+        gauss = self._maps('gaussian pairs to mix', [self.imports[0].outputVolume,
+                                                      self.imports[1].outputVolume],
+                           TM.MODE_GAUSSIAN, pairsPerStructure=2, resolutionBest=8.0,
+                           resolutionWorst=30.0, seed=5)
+        pert = self._maps('perturbed pairs to mix', [self.imports[1].outputVolume],
+                          TM.MODE_PERTURBED, pairsPerStructure=2, particlesPerPair=100,
+                          perturbedSnr=1.0, angleErrorMin=2.0, angleErrorMax=8.0, seed=6)
+        self.launchProtocol(gauss)
+        self.launchProtocol(pert)
+        train = self.newProtocol(ProtRedPriorTrainDenoiser, objLabel='mixed',
+                                 inputPairs=gauss.outputPairs, levels=2, baseFilters=4,
+                                 epochs=1, batchSize=2, valFraction=0.5, seed=0)
+        train.morePairs.append(pert.outputPairs)
+        self.assertEqual(train.validate(), [])
+        self.assertEqual(train.warnings(), [])
+        self.launchProtocol(train)
+        log = self._log(train)
+        self.assertIn('Mixing 2 sets of training pairs: 4 gaussian pairs of 2 structures; '
+                      '2 perturbed_pose pairs of 1 structure', log)
+        self.assertIn('Training on 6 pairs (2 structures) of 32^3 at 4 A/px', log)
+        hist = train.getHistory()
+        self.assertEqual(sorted(hist['structures_train'] + hist['structures_val']),
+                         ['import_blob0', 'import_blob1'])
+        self.assertIn('Trained on 2 sets of pairs, mixed (2 structures)', train.summary())
+        # the inputs' own stores are untouched: their structures keep the input position
+        self.assertEqual(pert.outputPairs.getStore().structures(), ['s000_import_blob1'])
+
+        twice = self.newProtocol(ProtRedPriorTrainDenoiser, inputPairs=gauss.outputPairs,
+                                 levels=2)
+        twice.morePairs.append(gauss.outputPairs)
+        self.assertEqual(len(twice.validate()), 1)
+        self.assertIn('is already an input: give each set once.', twice.validate()[0])
+        folder = os.path.abspath('inputData')
+        imp = self.newProtocol(ProtImportVolumes, objLabel='blob 0 at 2 A/px', filesPath=folder,
+                               filesPattern='blob0.mrc', samplingRate=2.0)
+        self.launchProtocol(imp)
+        fine = self._maps('gaussian pairs 2 A/px to mix', [imp.outputVolume], TM.MODE_GAUSSIAN,
+                          pairsPerStructure=1, resolutionBest=6.0, resolutionWorst=20.0, seed=7)
+        self.launchProtocol(fine)
+        other = self.newProtocol(ProtRedPriorTrainDenoiser, inputPairs=gauss.outputPairs,
+                                 levels=2)
+        other.morePairs.append(fine.outputPairs)
+        problems = other.validate()
+        self.assertEqual(len(problems), 1, problems)
+        self.assertTrue(problems[0].endswith('is at 2 A/px, the first set at 4 A/px: make both '
+                                             'at one pixel size.'), problems)
+
     # ------------------------------------------------------------------ perturbed poses
     def test_perturbed_pose_pairs(self):
         maps = self._maps('perturbed poses', [self.imports[1].outputVolume], TM.MODE_PERTURBED,

@@ -23,6 +23,12 @@ def structure_id(index, name):
     return 's%03d_%s' % (index, safe or 'structure')
 
 
+def structure_name(structure_id_):
+    """The name part of a structure_id ('s003_1tii' -> '1tii'): the same structure under
+    another input position in another set of pairs has the same name."""
+    return re.sub(r'^s\d{3}_', '', str(structure_id_))
+
+
 def check_reserved(path_or_structure, label=None, reserved=None):
     """check_not_reserved, with `label` in front of its message."""
     try:

@@ -131,9 +131,12 @@ class PairStore:
             yield self.load(int(i))
 
 
-def merge_stores(folders, folder):
+def merge_stores(folders, folder, relabel=None):
     """One PairStore in `folder` (emptied first) with the pairs of the stores in `folders`,
-    in order, renumbered pair_NNNNNN.npz; folders without a manifest are skipped."""
+    in order, renumbered pair_NNNNNN.npz; folders without a manifest are skipped.
+
+    relabel: optional function of a pair's structure label giving the label the merged
+    manifest keeps (what the train/validation split groups by); the pair files keep theirs."""
     if os.path.exists(folder):
         shutil.rmtree(folder)
     os.makedirs(folder)
@@ -148,4 +151,9 @@ def merge_stores(folders, folder):
             except OSError:
                 shutil.copy2(os.path.join(part, e["file"]), dst)
             idx += 1
-    return PairStore(folder)  # finds the linked pairs and writes the manifest
+    store = PairStore(folder)  # finds the linked pairs and writes the manifest
+    if relabel is not None:
+        for e in store.entries:
+            e["structure"] = relabel(e["structure"])
+        store.flush()
+    return store
