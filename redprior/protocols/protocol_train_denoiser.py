@@ -327,8 +327,9 @@ class ProtRedPriorTrainDenoiser(EMProtocol):
         start = self._startingModel()
         lines = ['Continued from %s' % start] if start else []
         if len(self._pairSets()) > 1:
+            used = hist.get('structures_train', []) + hist.get('structures_val', [])
             lines.append('Trained on %d sets of pairs, mixed (%d structures)'
-                         % (len(self._pairSets()), self._numberOfStructures()))
+                         % (len(self._pairSets()), len(used)))
         lines += ['%d epochs; last: train loss %.4g, val loss %s'
                  % (len(hist['epochs']), last['train_loss'],
                     '%.4g' % last['val_loss'] if last.get('val_loss') is not None else '-'),
