@@ -84,6 +84,11 @@ def build_parser():
                         "an --out other than the shipped folder); new: the whole rebuild")
     p.add_argument("--finetune-epochs", type=int, default=4)
     p.add_argument("--finetune-lr", type=float, default=3e-4)
+    p.add_argument("--mix-gaussian", type=int, default=0, metavar="N",
+                   help="stage 2 (0: RELION pairs only): also train on N Gaussian-noise pairs "
+                        "per structure of the whole training set ('train denoiser' option More "
+                        "training pairs), so that fine-tuning on the few RELION-pair "
+                        "structures does not forget the others")
     p.add_argument("--allow-missing", action="store_true",
                    help="train on the installed part of the training set (default: stop and "
                         "name what to install; --max-structures also allows it)")
@@ -111,7 +116,7 @@ def check_training_set(args):
         sys.exit(2)
 
 
-def _finished(project, cls, settings, pairs=None):
+def _finished(project, cls, settings, pairs=None, more=()):
     """The newest protocol of this class whose settings match (and whose input is the `pairs`
     object, if given), finished; an interrupted or failed one is run again first, in
     Scipion's resume mode (its finished steps, e.g. the structures of 'training maps', are
@@ -120,7 +125,7 @@ def _finished(project, cls, settings, pairs=None):
 
     from redprior.core.denoiser.worker import process_alive
 
-    prot = _matching(project, cls, settings, pairs)
+    prot = _matching(project, cls, settings, pairs, more)
     if prot is not None and prot.isActive() and prot.getPid() and process_alive(
             int(prot.getPid())):
         log(f"stopping: '{prot.getObjLabel()}' run {prot.getObjId()} is running now (pid "
@@ -134,11 +139,14 @@ def _finished(project, cls, settings, pairs=None):
     return prot
 
 
-def _matching(project, cls, settings, pairs=None):
+def _matching(project, cls, settings, pairs=None, more=()):
     for prot in reversed(list(project.getRuns())):
         if type(prot) is not cls:
             continue
         if pairs is not None and prot.inputPairs.get().getObjId() != pairs.getObjId():
+            continue
+        if pairs is not None and [p.get().getObjId() for p in prot.morePairs] != [
+                m.getObjId() for m in more]:
             continue
         if all(getattr(prot, k).get() == v for k, v in settings.items()):
             return prot
@@ -179,7 +187,7 @@ def main(argv=None):
     from pyworkflow.project import Manager
 
     from redprior.protocols import ProtRedPriorTrainDenoiser, ProtRedPriorTrainingMaps
-    from redprior.protocols.training_maps_form import MODE_GAUSSIAN, MODE_RELION, SRC_SHIPPED
+    from redprior.protocols.training_maps_form import MODE_RELION, SRC_SHIPPED
 
     check_training_set(args)
     if args.start_from == "shipped" and (not args.relion_structures or out == DEFAULT_OUT):
@@ -199,19 +207,7 @@ def main(argv=None):
                                           ProtRedPriorTrainDenoiser, MODE_RELION, SRC_SHIPPED)
         return _ship(args, out, project, maps, train, None)
 
-    pairSettings = dict(trainingMode=MODE_GAUSSIAN, inputSource=SRC_SHIPPED,
-                        manifest=os.path.abspath(args.manifest) if args.manifest else "",
-                        maxStructures=args.max_structures, boxSize=args.box,
-                        pixelSize=args.pixel, pairsPerStructure=args.pairs_per_structure,
-                        resolutionBest=args.resolution_best,
-                        resolutionWorst=args.resolution_worst, seed=args.seed)
-    maps = _finished(project, ProtRedPriorTrainingMaps, pairSettings)
-    if maps is None:
-        maps = project.newProtocol(ProtRedPriorTrainingMaps, **pairSettings)
-        log("training maps: Gaussian-noise pairs of the shipped training set...")
-        _run(project, maps)
-    else:
-        log(f"reusing finished 'training maps' run {maps.getObjId()}")
+    maps = _gaussian_pairs(project, args, args.pairs_per_structure)
     pairs = maps.outputPairs
     log(f"{pairs.getSize()} pairs of {pairs.getNumberOfStructures()} structures")
 
@@ -235,6 +231,29 @@ def main(argv=None):
         maps, train = _finetune_on_relion(project, args, train, ProtRedPriorTrainingMaps,
                                           ProtRedPriorTrainDenoiser, MODE_RELION, SRC_SHIPPED)
     return _ship(args, out, project, maps, train, stage1)
+
+
+def _gaussian_pairs(project, args, perStructure):
+    """The finished 'training maps' run of Gaussian-noise pairs of the training set with
+    `perStructure` pairs per structure (made, or reused when one with these settings exists)."""
+    from redprior.protocols import ProtRedPriorTrainingMaps
+    from redprior.protocols.training_maps_form import MODE_GAUSSIAN, SRC_SHIPPED
+
+    settings = dict(trainingMode=MODE_GAUSSIAN, inputSource=SRC_SHIPPED,
+                    manifest=os.path.abspath(args.manifest) if args.manifest else "",
+                    maxStructures=args.max_structures, boxSize=args.box,
+                    pixelSize=args.pixel, pairsPerStructure=perStructure,
+                    resolutionBest=args.resolution_best,
+                    resolutionWorst=args.resolution_worst, seed=args.seed)
+    maps = _finished(project, ProtRedPriorTrainingMaps, settings)
+    if maps is None:
+        maps = project.newProtocol(ProtRedPriorTrainingMaps, **settings)
+        log(f"training maps: Gaussian-noise pairs of the shipped training set, "
+            f"{perStructure} per structure...")
+        _run(project, maps)
+    else:
+        log(f"reusing finished 'training maps' run {maps.getObjId()}")
+    return maps
 
 
 def _ship(args, out, project, maps, train, stage1):
@@ -324,11 +343,18 @@ def _finetune_on_relion(project, args, train, maps_cls, train_cls, mode_relion, 
               valFraction=args.val_fraction, seed=args.seed)
     start = (dict(continueFrom=train.outputDenoiser) if train is not None
              else dict(continueFromShipped=True))
-    tuned = _finished(project, train_cls, dict(ft, continueFromShipped=train is None), pairs)
+    more = ([_gaussian_pairs(project, args, args.mix_gaussian).outputPairs]
+            if args.mix_gaussian else [])
+    tuned = _finished(project, train_cls, dict(ft, continueFromShipped=train is None), pairs,
+                      more)
     if tuned is None:
         tuned = project.newProtocol(train_cls, inputPairs=pairs, numberOfThreads=args.threads,
                                     **start, **ft)
-        log(f"train denoiser: fine-tuning for {args.finetune_epochs} epochs on them")
+        for extra in more:
+            tuned.morePairs.append(extra)
+        log(f"train denoiser: fine-tuning for {args.finetune_epochs} epochs on them"
+            + (f" and {more[0].getSize()} Gaussian-noise pairs of "
+               f"{more[0].getNumberOfStructures()} structures" if more else ""))
         _run(project, tuned)
     return maps, tuned
 
@@ -339,6 +365,15 @@ def _lr_text(args, stage1):
     if stage1:
         return f"{args.lr:g} (stage 1), then {args.finetune_lr:g} (stage 2)"
     return f"{args.lr:g}"
+
+
+def _mix_text(train):
+    more = [p.get() for p in train.morePairs]
+    if not more:
+        return ""
+    return ", mixed with " + " and ".join(
+        f"{m.getSize()} Gaussian-noise pairs of {m.getNumberOfStructures()} structures "
+        f"(`--mix-gaussian`; one store, the split by structure)" for m in more)
 
 
 def _seconds(history):
@@ -385,7 +420,7 @@ def write_report(out, args, maps, train, meta, hist, figs, stage1=None):
          f"{maps.outputPairs.getSize()} pairs of {maps.outputPairs.getNumberOfStructures()} "
          f"structures, SNR {args.relion_snrs}, {args.relion_particles} particles per set; "
          f"{args.finetune_epochs} epochs from the {'stage-1' if stage1 else 'shipped'} model "
-         f"at lr {args.finetune_lr:g}. The "
+         f"at lr {args.finetune_lr:g}{_mix_text(train)}. The "
          f"single-pass figures below are on its held-out RELION-intermediate maps."
          if stage2 else "- No stage 2 (`--relion-structures 0`)."),
         f"- Skipped: {len(cost.get('skipped', []))} chains that do not fit the "
