@@ -154,10 +154,29 @@ def make_dataset(folder, entry, snr, ctf, seed, n):
     with open(os.path.join(tmp, "dataset.json"), "w") as fh:
         json.dump(dict(structure=entry, snr=snr, snr_measured=sim.snr_measured, ctf=ctf,
                        seed=seed, particles=n, box=BOX, pixel_size=PIX), fh)
-    os.replace(tmp, data)
+    _move_into(tmp, data, sim.snr_measured)
     log(f"simulated {n} particles of {entry} at SNR {snr:g} (measured "
         f"{sim.snr_measured:.4f}), CTF {'yes' if ctf else 'no'}, seed {seed}")
     return data
+
+
+def _move_into(tmp, data, snr_measured):
+    """tmp becomes data. A fresh clone has only data/dataset.json (the particles are not
+    committed): the seeded simulation is made again beside it, and a measured SNR that
+    differs from the committed one is said (the cached metrics then came from other data)."""
+    if not os.path.isdir(data):
+        os.replace(tmp, data)
+        return
+    old = os.path.join(data, "dataset.json")
+    if os.path.exists(old):
+        with open(old) as fh:
+            before = json.load(fh).get("snr_measured")
+        if before is not None and abs(before - snr_measured) > 1e-6 * abs(before):
+            log(f"WARNING: {data}: measured SNR {snr_measured:.6f}, the committed "
+                f"dataset.json says {before:.6f}: the simulation has changed since")
+    for name in os.listdir(tmp):
+        os.replace(os.path.join(tmp, name), os.path.join(data, name))
+    os.rmdir(tmp)
 
 
 # ---- one refinement -----------------------------------------------------------------------

@@ -286,15 +286,15 @@ def _ship(args, out, project, maps, train, stage1):
     hist = train.getHistory()
     if args.start_from == "shipped":
         trained_on = (f"the then shipped denoiser ({_shipped_description()}), fine-tuned on "
-                      f"RELION-intermediate pairs of {len(hist.get('structures_train', []))} "
-                      f"structures of the shipped training set")
+                      f"RELION-intermediate pairs of {_relion_trained(maps, hist)} "
+                      f"structures of the shipped training set{_mix_text(train)}")
     else:
         trained_on = (f"Gaussian-noise pairs of "
                       f"{len((stage1[1] if stage1 else train).getHistory().get('structures_train', []))} "
                       f"structures of the shipped training set")
     if stage1:
         trained_on += (f", then fine-tuned on RELION-intermediate pairs of "
-                       f"{len(hist.get('structures_train', []))} of them")
+                       f"{_relion_trained(maps, hist)} of them{_mix_text(train)}")
     meta.update(name="redprior-default",
                 description=(f"redprior's default denoiser: 3D U-Net ({meta['levels']} levels, "
                              f"{meta['parameters']} parameters) trained by "
@@ -367,6 +367,22 @@ def _lr_text(args, stage1):
     return f"{args.lr:g}"
 
 
+def _relion_trained(maps, hist):
+    """How many structures of the RELION-intermediate pairs the fine-tune trained on (the
+    others are held out; with --mix-gaussian the history also counts the Gaussian ones)."""
+    from redprior.core.training_data.ground_truth import structure_name
+
+    train = {structure_name(s) for s in hist.get('structures_train', [])}
+    return len({structure_name(s) for s in maps.outputPairs.getStore().structures()} & train)
+
+
+def _relion_held_out(maps, hist):
+    from redprior.core.training_data.ground_truth import structure_name
+
+    val = {structure_name(s) for s in hist.get('structures_val', [])}
+    return len({structure_name(s) for s in maps.outputPairs.getStore().structures()} & val)
+
+
 def _mix_text(train):
     more = [p.get() for p in train.morePairs]
     if not more:
@@ -420,8 +436,9 @@ def write_report(out, args, maps, train, meta, hist, figs, stage1=None):
          f"{maps.outputPairs.getSize()} pairs of {maps.outputPairs.getNumberOfStructures()} "
          f"structures, SNR {args.relion_snrs}, {args.relion_particles} particles per set; "
          f"{args.finetune_epochs} epochs from the {'stage-1' if stage1 else 'shipped'} model "
-         f"at lr {args.finetune_lr:g}{_mix_text(train)}. The "
-         f"single-pass figures below are on its held-out RELION-intermediate maps."
+         f"at lr {args.finetune_lr:g}{_mix_text(train)}. The single-pass figures below are "
+         f"on the maps of its held-out structures (above: "
+         f"{_relion_held_out(maps, hist)} of the RELION-intermediate ones)."
          if stage2 else "- No stage 2 (`--relion-structures 0`)."),
         f"- Skipped: {len(cost.get('skipped', []))} chains that do not fit the "
         f"{args.box * args.pixel:g} A box (elongated chains; their reasons are in "
