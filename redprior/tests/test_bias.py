@@ -5,6 +5,7 @@ import tempfile
 import unittest
 
 import numpy as np
+import pytest
 from pyworkflow.tests import BaseTest, setupTestProject
 
 from redprior.core.fourier import filters
@@ -80,7 +81,10 @@ class TestBiasProtocol(BaseTest):
                                      priorMode=PRIOR_RED, redLambda=1.0, numberOfMpi=3)
         cls.launchProtocol(cls.refine)
 
+    @pytest.mark.slow
     def test_noise_control_verdict(self):
+        """Slow (about 9 min on 2 cores): two auto-refines of pure noise, which converge late;
+        the verdict itself is tested on constructed maps in TestBiasMeasure."""
         prot = self.newProtocol(ProtRedPriorBiasTest, refinement=self.refine, controls=1,
                                 groundTruth=self.sim.outputVolume, numberOfMpi=3)
         self.assertEqual(prot.validate(), [])
