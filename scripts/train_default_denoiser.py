@@ -286,7 +286,7 @@ def _ship(args, out, project, maps, train, stage1):
     hist = train.getHistory()
     if args.start_from == "shipped":
         trained_on = (f"the then shipped denoiser ({_shipped_description()}), fine-tuned on "
-                      f"RELION-intermediate pairs of {_relion_trained(maps, hist)} "
+                      f"RELION-intermediate pairs of {_relion_count(maps, hist, 'train')} "
                       f"structures of the shipped training set{_mix_text(train)}")
     else:
         trained_on = (f"Gaussian-noise pairs of "
@@ -294,7 +294,7 @@ def _ship(args, out, project, maps, train, stage1):
                       f"structures of the shipped training set")
     if stage1:
         trained_on += (f", then fine-tuned on RELION-intermediate pairs of "
-                       f"{_relion_trained(maps, hist)} of them{_mix_text(train)}")
+                       f"{_relion_count(maps, hist, 'train')} of them{_mix_text(train)}")
     meta.update(name="redprior-default",
                 description=(f"redprior's default denoiser: 3D U-Net ({meta['levels']} levels, "
                              f"{meta['parameters']} parameters) trained by "
@@ -367,20 +367,13 @@ def _lr_text(args, stage1):
     return f"{args.lr:g}"
 
 
-def _relion_trained(maps, hist):
-    """How many structures of the RELION-intermediate pairs the fine-tune trained on (the
-    others are held out; with --mix-gaussian the history also counts the Gaussian ones)."""
+def _relion_count(maps, hist, side):
+    """How many structures of the RELION-intermediate pairs are on one side of the split
+    (side: 'train' or 'val'); with --mix-gaussian the history also counts the Gaussian ones."""
     from redprior.core.training_data.ground_truth import structure_name
 
-    train = {structure_name(s) for s in hist.get('structures_train', [])}
-    return len({structure_name(s) for s in maps.outputPairs.getStore().structures()} & train)
-
-
-def _relion_held_out(maps, hist):
-    from redprior.core.training_data.ground_truth import structure_name
-
-    val = {structure_name(s) for s in hist.get('structures_val', [])}
-    return len({structure_name(s) for s in maps.outputPairs.getStore().structures()} & val)
+    names = {structure_name(s) for s in hist.get('structures_' + side, [])}
+    return len({structure_name(s) for s in maps.outputPairs.getStore().structures()} & names)
 
 
 def _mix_text(train):
@@ -438,7 +431,7 @@ def write_report(out, args, maps, train, meta, hist, figs, stage1=None):
          f"{args.finetune_epochs} epochs from the {'stage-1' if stage1 else 'shipped'} model "
          f"at lr {args.finetune_lr:g}{_mix_text(train)}. The single-pass figures below are "
          f"on the maps of its held-out structures (above: "
-         f"{_relion_held_out(maps, hist)} of the RELION-intermediate ones)."
+         f"{_relion_count(maps, hist, 'val')} of the RELION-intermediate ones)."
          if stage2 else "- No stage 2 (`--relion-structures 0`)."),
         f"- Skipped: {len(cost.get('skipped', []))} chains that do not fit the "
         f"{args.box * args.pixel:g} A box (elongated chains; their reasons are in "
