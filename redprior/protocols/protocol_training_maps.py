@@ -88,7 +88,7 @@ class ProtRedPriorTrainingMaps(GroundTruthInputsMixin, RelionIntermediatesMixin,
         form.addParam('manifest', params.PathParam, default='', condition=shipped,
                       label='Training-set manifest', help=HELP['manifest'])
         form.addParam('maxStructures', params.IntParam, default=0, condition=shipped,
-                      label='Use at most (structures)', help='0: all of them.')
+                      label='Use at most (structures)', help=HELP['maxStructures'])
         notMaps = 'inputSource != %d' % SRC_MAPS
         form.addParam('boxSize', params.IntParam, default=64, condition=notMaps,
                       label='Box size (px)', help=HELP['boxSize'])

@@ -36,6 +36,9 @@ HELP = dict(
     inputAtomStructs='Each model (all its chains) is one structure.',
     manifest='Empty: the one shipped with redprior. Chains whose package is '
              'not installed are skipped (the log names the install command).',
+    maxStructures='0: all of them. Fewer: one chain of every entry first, evenly spaced '
+                  'over the manifest (which lists the chains of one complex together), '
+                  'then second chains, and so on.',
     boxSize='Even; a multiple of 2^levels of the U-Net to be trained (16 for '
             'the default 4 levels).',
     pixelSize='The denoiser is used at this pixel size (within a factor 2).',

@@ -9,7 +9,7 @@ import os
 from redprior import constants as C
 from redprior.core.training_data.ground_truth import (
     model_problems, reserved_problems, structure_id)
-from redprior.core.structure_set.manifest import MANIFEST, load_training_chains
+from redprior.core.structure_set.manifest import MANIFEST, load_training_chains, spread_subset
 from redprior.core.structure_set.reserved import load_reserved
 from redprior.protocols.training_maps_form import SRC_MAPS, SRC_MODELS
 
@@ -79,8 +79,7 @@ class GroundTruthInputsMixin:
                                 source=path))
         else:
             chains = load_training_chains(self._manifestPath())
-            if self.maxStructures.get() > 0:
-                chains = chains[:self.maxStructures.get()]
+            chains = spread_subset(chains, self.maxStructures.get())
             for c in chains:
                 out.append(dict(kind='chain', path=c.path, chain=c.chain, entry=c.entry,
                                 name=c.id, source=c.id))

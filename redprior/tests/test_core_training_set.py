@@ -18,7 +18,8 @@ import numpy as np
 from redprior.core.structure_set.chains import (
     Chain, _entry_id, candidate_chains, chain_problem, chains_of_structure, deduplicate,
     mass_filter, sequence_identity)
-from redprior.core.structure_set.manifest import MANIFEST, MANIFEST_VERSION, load_training_chains
+from redprior.core.structure_set.manifest import (
+    MANIFEST, MANIFEST_VERSION, TrainingChain, load_training_chains, spread_subset)
 from redprior.core.structure_set.reserved import (
     RESERVED_ENTRIES, _decode_ca, _encode_ca, check_not_reserved, have_tmtools, load_reserved,
     tm_against_reserved)
@@ -299,6 +300,30 @@ class TestSelectionRule(unittest.TestCase):
 
 
 # ---- the committed manifest -----------------------------------------------------------------
+
+class TestSpreadSubset(unittest.TestCase):
+    @staticmethod
+    def chains(entries):
+        return [TrainingChain(f"{e}:{i}", "", str(i), e, 10.0, 100, "")
+                for e, n in entries for i in range(n)]
+
+    def test_one_chain_per_entry_before_second_chains(self):
+        chains = self.chains([("1BD2", 3), ("3KPR", 3), ("1AKE", 1), ("2LZM", 1), ("4HHB", 2)])
+        ids = [c.id for c in spread_subset(chains, 5)]
+        # every entry once, in the list's order, before any second chain
+        self.assertEqual(ids, ["1BD2:0", "3KPR:0", "1AKE:0", "2LZM:0", "4HHB:0"])
+        ids = [c.id for c in spread_subset(chains, 7)]
+        self.assertEqual(sorted({i.split(":")[0] for i in ids}),
+                         ["1AKE", "1BD2", "2LZM", "3KPR", "4HHB"])
+        self.assertEqual(len(ids), 7)
+        self.assertEqual(len(set(ids)), 7)
+
+    def test_evenly_spaced_over_the_list(self):
+        chains = self.chains([(f"E{k:02d}", 1) for k in range(12)])
+        self.assertEqual([c.entry for c in spread_subset(chains, 3)], ["E02", "E06", "E10"])
+        self.assertEqual(len(spread_subset(chains, 0)), 12)
+        self.assertEqual(len(spread_subset(chains, 40)), 12)
+
 
 class TestManifest(_WithReserved):
     @classmethod

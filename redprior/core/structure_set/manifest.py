@@ -106,3 +106,32 @@ def load_training_chains(manifest=MANIFEST, strict=False):
             raise RuntimeError(msg)
         log.warning(msg)
     return out
+
+
+def spread_subset(chains, n):
+    """At most n of `chains`, as varied as the list allows, in the list's order.
+
+    The manifest lists the chains of one entry together (6 of its first 10 are chains of two
+    complexes), so its first n would be a few complexes. Instead: one chain of every entry
+    first, then second chains, and so on; within the round that n ends in, the chains are
+    taken evenly spaced over the list, so that every source package is drawn from.
+    """
+    if n <= 0 or n >= len(chains):
+        return list(chains)
+    rounds, seen = [], {}
+    for i, c in enumerate(chains):
+        k = seen.get(c.entry, 0)
+        seen[c.entry] = k + 1
+        if k == len(rounds):
+            rounds.append([])
+        rounds[k].append(i)
+    picked = []
+    for r in rounds:
+        left = n - len(picked)
+        if left >= len(r):
+            picked += r
+        else:  # the centres of `left` equal parts of this round
+            picked += [r[int((j + 0.5) * len(r) / left)] for j in range(left)]
+        if len(picked) == n:
+            break
+    return [chains[i] for i in sorted(picked)]
