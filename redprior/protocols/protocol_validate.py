@@ -88,7 +88,9 @@ class ProtRedPriorValidate(EMProtocol):
                       label='Unregularised half-map 1 (optional)',
                       help='Half-map of the same refinement without the prior (e.g. RELION\'s '
                            'B/K map of the last iteration). Without a ground truth, the '
-                           'regularised half-map resolution is checked against theirs.')
+                           'regularised half-map resolution is checked against theirs. Not '
+                           'needed for a RELION or redprior auto-refine: their half-maps '
+                           '(_unfil) are already reconstructed without any prior.')
         form.addParam('unregHalf2', params.PathParam, default='',
                       label='Unregularised half-map 2 (optional)')
 
