@@ -114,7 +114,7 @@ def spread_subset(chains, n):
     The manifest lists the chains of one entry together (6 of its first 10 are chains of two
     complexes), so its first n would be a few complexes. Instead: one chain of every entry
     first, then second chains, and so on; within the round that n ends in, the chains are
-    taken evenly spaced over the list, so that every source package is drawn from.
+    taken evenly spaced over the list, so that the subset spans it rather than its start.
     """
     if n <= 0 or n >= len(chains):
         return list(chains)
