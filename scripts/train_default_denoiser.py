@@ -72,8 +72,8 @@ def build_parser():
     p.add_argument("--relion-structures", type=int, default=0,
                    help="stage 2 (0: skip): fine-tune on RELION-intermediate pairs ('training "
                         "maps', the paper's main set: what the hook feeds the network) of "
-                        "this many structures of the training set (one chain per entry first, spread "
-                        "over the manifest)")
+                        "this many structures of the training set (one chain per entry "
+                        "first, spread over the manifest)")
     p.add_argument("--relion-snrs", default="0.03,0.08",
                    help="stage 2: one simulated set and auto-refine per SNR and structure")
     p.add_argument("--relion-particles", type=int, default=1000)

@@ -299,8 +299,6 @@ class TestSelectionRule(unittest.TestCase):
         self.assertEqual({(c.file, rep.file) for c, rep, _ in dropped}, {("a", "b"), ("c", "b")})
 
 
-# ---- the committed manifest -----------------------------------------------------------------
-
 class TestSpreadSubset(unittest.TestCase):
     @staticmethod
     def chains(entries):
@@ -324,6 +322,8 @@ class TestSpreadSubset(unittest.TestCase):
         self.assertEqual(len(spread_subset(chains, 0)), 12)
         self.assertEqual(len(spread_subset(chains, 40)), 12)
 
+
+# ---- the committed manifest -----------------------------------------------------------------
 
 class TestManifest(_WithReserved):
     @classmethod
