@@ -32,6 +32,7 @@ from redprior.core.fourier.fsc import correlation, fsc  # noqa: E402
 from redprior.core.io.mrc import read_map  # noqa: E402
 from redprior.core.prior.exrecon import hook_args, hook_command  # noqa: E402
 from redprior.core.prior.update import red_numerator  # noqa: E402
+from redprior.core.fourier.pruned import add_band_block  # noqa: E402
 from redprior.core.relion.command import RefineSettings, refine_args  # noqa: E402
 from redprior.core.relion.contract import load_fourier, read_job  # noqa: E402
 from redprior.core.relion.program import RelionProgram  # noqa: E402
@@ -40,6 +41,13 @@ from redprior.core.relion.reconstruct import direct_map  # noqa: E402
 
 def rel(a, b):
     return float(np.sqrt(np.mean((a - b) ** 2) / np.mean(b ** 2)))
+
+
+def _plus(b, block):
+    """B + the numerator term (a band block, core.fourier.pruned), B left as it is."""
+    out = b.copy()
+    add_band_block(out, block)
+    return out
 
 
 def keep_run(data, out, last_iteration):
@@ -80,8 +88,8 @@ def compare(star, gt, net):
         direct = direct_map(job, b, k)
         t_direct = time.time() - t
         f_g, f_d = net(gridded, bq.PIX), net(direct, bq.PIX)
-        u_g = program.map_reconstruction(b + red_numerator(job, k, f_g, 1.0, 5))
-        u_d = program.map_reconstruction(b + red_numerator(job, k, f_d, 1.0, 5))
+        u_g = program.map_reconstruction(_plus(b, red_numerator(job, k, f_g, 1.0, 5)))
+        u_d = program.map_reconstruction(_plus(b, red_numerator(job, k, f_d, 1.0, 5)))
         u_0 = program.map_reconstruction()
     n = job.r_max
     truth = [float(fsc(u, gt)[1:n + 1].mean()) for u in (u_0, u_g, u_d)]

@@ -11,7 +11,10 @@ Prints:
   2. the wall-time ratio of a CW-RED auto-refine (our hook + worker) to a plain RELION
      auto-refine (no hook) on the same simulated data (box 64, or --refine-box 128; the same
      128 A field of view, so 2 or 1 A/px unless --refine-pixel; --particles, same seed),
-     both run at the same time so that they share whatever else loads the machine.
+     both run at the same time so that they share whatever else loads the machine
+     (--sequential: one after the other). --with-lambda0 adds a refinement through the hook at
+     lambda 0, which takes RELION's own path: lambda 0 / plain is the hook's own cost, CW-RED /
+     lambda 0 the network plus the path the prior takes (iterations per healpix order printed).
 
     venv/bin/python benchmarks/bench_exrecon.py [--boxes 64,128,256] [--pads 1,2]
                                                 [--particles 2000] [--skip-refine]
@@ -194,15 +197,18 @@ def per_call(folder, boxes, pads, reps):
           " together, wall time of both (x: ratio to one call).", flush=True)
 
 
-def refinements(folder, mpi=3, concurrent=True):
+def refinements(folder, mpi=3, concurrent=True, lambda0=False):
     """Plain RELION (no hook) vs CW-RED (our hook + worker) on the same data and seed.
 
     By default both run at the same time, so that they see the same load from anything else
     on the machine and their ratio stays meaningful; --sequential runs one after the other
-    (use it on an otherwise idle machine).
+    (use it on an otherwise idle machine). lambda0 adds a third run through the hook at
+    lambda 0 (RELION's own reconstruction, so RELION's own path to convergence): its ratio
+    to plain is the hook's cost alone, CW-RED's ratio to it what the prior changes.
     """
     mpirun = ["mpirun", "--oversubscribe", "-n", str(mpi), "relion_refine_mpi"]
-    for d in ("plain", "cwred"):
+    names = ["plain", "cwred"] + (["lambda0"] if lambda0 else [])
+    for d in names:
         os.makedirs(os.path.join(folder, d), exist_ok=True)
     print("\n2. Auto-refine wall time (healpix 1, local from 3, offset range 2 / step 1, pad 2, "
           f"{mpi} MPI ranks each, 1 thread, {'concurrently' if concurrent else 'one after the other'}):",
@@ -211,9 +217,13 @@ def refinements(folder, mpi=3, concurrent=True):
     hook = " ".join(exrecon_cmd("--mode", "cwred", "--model", os.path.join(folder, "model.keras"),
                                 "--angpix", str(REFINE_PIX), "--worker", sock,
                                 "--log", os.path.join(folder, "cwred", "log.jsonl")))
+    hook0 = " ".join(exrecon_cmd("--mode", "gaussian", "--angpix", str(REFINE_PIX),
+                                 "--log", os.path.join(folder, "lambda0", "log.jsonl")))
     jobs = [("plain", mpirun + bench_refine_args("plain/run", False), ENV),
             ("cwred", mpirun + bench_refine_args("cwred/run", True),
-             dict(ENV, RELION_EXTERNAL_RECONSTRUCT_EXECUTABLE=hook))]
+             dict(ENV, RELION_EXTERNAL_RECONSTRUCT_EXECUTABLE=hook)),
+            ("lambda0", mpirun + bench_refine_args("lambda0/run", True),
+             dict(ENV, RELION_EXTERNAL_RECONSTRUCT_EXECUTABLE=hook0))][:len(names)]
     times = {}
     try:
         if concurrent:
@@ -233,30 +243,57 @@ def refinements(folder, mpi=3, concurrent=True):
         else:
             for name, cmd, env in jobs:
                 times[name] = timed(cmd, folder, env)
+                print(f"   ({name} done: {times[name]:.0f} s)", flush=True)
     finally:
         worker_shutdown(worker, sock)
     print(f"   plain RELION (no hook):        {times['plain']:7.0f} s")
     print(f"   CW-RED (hook + worker):        {times['cwred']:7.0f} s")
     print(f"   ratio CW-RED / plain:          {times['cwred'] / times['plain']:7.3f}")
-    for d in ("plain", "cwred"):
+    if lambda0:
+        print(f"   hook at lambda 0:              {times['lambda0']:7.0f} s")
+        print(f"   ratio lambda 0 / plain:        {times['lambda0'] / times['plain']:7.3f}"
+              "   (the hook's cost on RELION's own path)")
+        print(f"   ratio CW-RED / lambda 0:       {times['cwred'] / times['lambda0']:7.3f}"
+              "   (the network and the path the prior takes)")
+    for d in names:
         its = len(glob.glob(os.path.join(folder, d, "run_it*_optimiser.star"))) - 1
         res = _final_resolution(os.path.join(folder, d, "run_model.star"))
-        print(f"   {d}: {its} iterations, final resolution {res} A; per iteration (A): "
-              + " ".join(_trajectory(os.path.join(folder, d))))
+        print(f"   {d}: {its} iterations ({times[d] / max(its, 1):.1f} s each), final resolution "
+              f"{res} A; iterations per healpix order {_healpix_orders(os.path.join(folder, d))}"
+              "; per iteration (A): " + " ".join(_trajectory(os.path.join(folder, d))))
         if res == "n/a" or float(res) >= INITIAL_LOWPASS_A / 2:
             print(f"   WARNING: {d} ended at half the initial model's {INITIAL_LOWPASS_A:g} A "
                   "low-pass or worse: the ratio says little about a refinement that converges "
                   "to a real map; use more particles or a higher --snr")
-    log = os.path.join(folder, "cwred", "log.jsonl")
-    if os.path.exists(log):
-        from redprior.core.prior.history import read_log
-        recs = [r for r in read_log(log) if "error" not in r]
-        total = sum(r['seconds'] for r in recs)
-        prog = sum(r.get('relion_seconds', 0) for r in recs)
-        net = sum(r.get('denoiser_seconds', 0) for r in recs)
-        print(f"   CW-RED hook: {len(recs)} calls, {total:.0f} s in total (RELION's program "
-              f"{prog:.0f} s, denoiser {net:.0f} s, the rest {total - prog - net:.0f} s), "
-              f"lambda {min(r['lambda'] for r in recs):.2f}-{max(r['lambda'] for r in recs):.2f}")
+    for d in names[1:]:
+        _hook_split(os.path.join(folder, d, "log.jsonl"), d)
+
+
+def _hook_split(log, name):
+    """Where the hook's time went (its log's seconds, relion_seconds, denoiser_seconds)."""
+    if not os.path.exists(log):
+        return
+    from redprior.core.prior.history import read_log
+    recs = [r for r in read_log(log) if "error" not in r]
+    if not recs:
+        return
+    total = sum(r['seconds'] for r in recs)
+    prog = sum(r.get('relion_seconds', 0) for r in recs)
+    net = sum(r.get('denoiser_seconds', 0) for r in recs)
+    print(f"   {name} hook: {len(recs)} calls, {total:.0f} s in total (RELION's program "
+          f"{prog:.0f} s, denoiser {net:.0f} s, the rest {total - prog - net:.0f} s), "
+          f"lambda {min(r['lambda'] for r in recs):.2f}-{max(r['lambda'] for r in recs):.2f}")
+
+
+def _healpix_orders(folder):
+    """{healpix order: iterations} from the run's sampling files (RELION's path)."""
+    from emtable import Table
+    counts = {}
+    for f in sorted(glob.glob(os.path.join(folder, "run_it*_sampling.star")))[1:]:
+        row = next(iter(Table(fileName=f, tableName="sampling_general")))
+        order = int(row.rlnHealpixOrder)
+        counts[order] = counts.get(order, 0) + 1
+    return counts
 
 
 def _trajectory(folder):
@@ -293,7 +330,10 @@ def main():
     p.add_argument("--pads", default="1,2")
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--sequential", action="store_true",
-                   help="run the two refinements one after the other (idle machine only)")
+                   help="run the refinements one after the other (idle machine only)")
+    p.add_argument("--with-lambda0", action="store_true",
+                   help="also refine through the hook at lambda 0: separates the hook's own "
+                        "cost from the path the prior takes")
     args = p.parse_args()
     global BOX, REFINE_PIX
     BOX = args.refine_box
@@ -310,7 +350,7 @@ def main():
         per_call(folder, [int(b) for b in args.boxes.split(",")],
                  [int(x) for x in args.pads.split(",")], args.reps)
     if not args.skip_refine:
-        refinements(folder, concurrent=not args.sequential)
+        refinements(folder, concurrent=not args.sequential, lambda0=args.with_lambda0)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import numpy as np
 
 from redprior.core.denoiser.worker import REPLY_TIMEOUT
 from redprior.core.fourier.fsc import read_resolution
+from redprior.core.fourier.pruned import add_band_block
 from redprior.core.relion.contract import (ContractError, cleanup, load_fourier, read_job,
                                            write_result)
 from redprior.core.relion.program import RelionProgram, find_program
@@ -257,7 +258,7 @@ def _update_by_program(args, job, lam, applied, resolution, angpix, timing):
             del x_tilde
             if b is None:
                 b, k = _fourier(job)
-            b += red_numerator(job, k, denoised, applied, args.minres_map)
+            add_band_block(b, red_numerator(job, k, denoised, applied, args.minres_map))
             del k, denoised
             return program.map_reconstruction(b), where
         finally:

@@ -8,7 +8,9 @@ functions take the call's Reconstructor, so its grids and blob are built once pe
 """
 import numpy as np
 
-from redprior.core.relion.reconstruct import map_to_fourier, padded_grid_shells, prior_term
+from redprior.core.fourier.pruned import add_band_block, band_block
+from redprior.core.relion.reconstruct import (data_band, map_to_fourier, padded_grid_shells,
+                                              prior_term)
 
 
 def unregularised_map(rec, b, k):
@@ -25,12 +27,15 @@ def lambda_per_voxel(ires, lam):
 
 
 def red_numerator(job, k, denoised, lam, minres_map=5):
-    """The term update (17) adds to B: lambda F[f(x~)] / tau' on RELION's padded grid M (the
-    layout of its B file), in k's precision; 0 where RELION has no data or no prior."""
+    """The term update (17) adds to B: lambda F[f(x~)] / tau', in k's precision, as the band
+    block (core.fourier.pruned, band relion.reconstruct.data_band) of RELION's padded grid M
+    (the layout of its B file): RELION has no data outside it. 0 where RELION has no data or
+    no prior. Add it to B with core.fourier.pruned.add_band_block."""
     ires, inside = padded_grid_shells(job)
+    band = data_band(job)
     dtype = np.float32 if k.dtype == np.float32 else np.float64
-    term = map_to_fourier(denoised, job.pad, dtype)
-    term *= prior_term(job, k, ires, inside, minres_map)
+    term = map_to_fourier(denoised, job.pad, dtype, band)
+    term *= prior_term(job, band_block(k, band), ires, inside, minres_map)
     lam_v = lambda_per_voxel(ires, lam)
     term *= lam_v.astype(dtype) if isinstance(lam_v, np.ndarray) else dtype(lam_v)
     return term
@@ -44,5 +49,7 @@ def red_update(rec, b, k, denoised=None, lam=0.0, minres_map=5):
     """
     extra = None
     if denoised is not None and np.any(np.asarray(lam) != 0):
-        extra = rec.to_p(red_numerator(rec.job, k, denoised, lam, minres_map))
+        extra = np.zeros_like(k, dtype=np.complex64 if k.dtype == np.float32 else np.complex128)
+        add_band_block(extra, red_numerator(rec.job, k, denoised, lam, minres_map))
+        extra = rec.to_p(extra)
     return rec.reconstruct(b, k, numerator_extra=extra, minres_map=minres_map)

@@ -10,7 +10,9 @@ with RELION's 10 Pipe-Menon density-compensation iterations on its odd gridding 
 """
 import numpy as np
 
-from redprior.core.fourier.grid import integer_frequencies, radius2, real_radius
+from redprior.core.fourier.grid import radius2, real_radius
+from redprior.core.fourier.pruned import (band_block, block_frequencies, centre_of_irfftn,
+                                          clip_band, rfftn_of_centre)
 
 from .contract import relion_round
 
@@ -38,15 +40,19 @@ def prior_term(job, k, ires, inside, minres_map=5):
     return inv
 
 
+def data_band(job):
+    """The largest |k_i| with RELION data on its padded grid M: round(pad r_max), at most M//2
+    (the band of the hook's pruned transforms, core.fourier.pruned)."""
+    return clip_band(job.padded_size, relion_round(job.pad * job.r_max))
+
+
 def padded_grid_shells(job):
-    """(shell round(r/pad), inside RELION's data radius) on RELION's padded grid M (the
-    layout of its B and K files).
+    """(shell round(r/pad), inside RELION's data radius) on the band block (data_band) of
+    RELION's padded grid M (the layout of its B and K files; core.fourier.pruned).
 
     Built in int32 / one float64 buffer (r >= 0, so RELION's ROUND is floor(r/pad + 0.5)):
     at box 256, pad 2 the generic radius2 / relion_round path made five 0.5 GB temporaries."""
-    m = job.padded_size
-    k = integer_frequencies(m).astype(np.int32)
-    kx = np.arange(m // 2 + 1, dtype=np.int32)
+    k, kx = block_frequencies(job.padded_size, data_band(job))
     r2 = k[:, None, None] ** 2 + k[None, :, None] ** 2 + kx[None, None, :] ** 2
     limit = int(relion_round(job.pad * job.r_max))
     shell = np.sqrt(r2, dtype=np.float64)
@@ -129,8 +135,9 @@ class Reconstructor:
     def to_map(self, fconv_p):
         """P-grid Fourier data -> RELION's real-space ori_size^3 map."""
         m = self.m + self.m % 2  # RELION keeps the padded real-space box even
-        ft_m = _regrid(fconv_p, self.p, m, min(self.limit, m // 2))
-        return fourier_to_map(ft_m, self.job.ori_size, self.job.pad)
+        band = min(self.limit, m // 2)
+        ft_m = _regrid(fconv_p, self.p, m, band)
+        return fourier_to_map(band_block(ft_m, band), m, self.job.ori_size, self.job.pad)
 
     def reconstruct(self, b, k, numerator_extra=None, minres_map=5, do_map=True):
         """RELION's MAP reconstruction; numerator_extra (P grid) is added to B (the RED term)."""
@@ -165,16 +172,13 @@ def soft_mask_outside(vol, radius=None, width=3.0):
     return vol * (1.0 - bg_w) + mean_bg * bg_w
 
 
-def fourier_to_map(ft, ori_size, pad):
-    """Padded half-complex F -> centred real-space ori_size^3 map on RELION's scale (in F's
-    precision: complex64 gives a float32 transform)."""
-    import scipy.fft
-
-    m = ft.shape[0]
-    big = np.fft.fftshift(scipy.fft.irfftn(ft, s=(m, m, m), workers=fft_workers()))
-    o = m // 2 - ori_size // 2
-    vol = big[o:o + ori_size, o:o + ori_size, o:o + ori_size] * float(ori_size) ** 2
-    del big
+def fourier_to_map(block, m, ori_size, pad):
+    """The band block (core.fourier.pruned) of a padded half-complex F on an m^3 grid ->
+    centred real-space ori_size^3 map on RELION's scale, in the block's precision (complex64
+    gives a float32 transform). The inverse FFT is pruned: the band and the central window
+    only."""
+    vol = centre_of_irfftn(block, m, ori_size, workers=fft_workers())
+    vol *= float(ori_size) ** 2
     vol = soft_mask_outside(vol)
     sinc2 = _sinc2(ori_size, pad)
     return (vol / sinc2).astype(np.float32)
@@ -195,40 +199,40 @@ def direct_map(job, b, k, margin=DIRECT_MARGIN):
     Reconstructor.reconstruct(do_map=False)) costs RELION's 10 gridding iterations, as much as
     the update itself (issue 11). Runs in b's precision."""
     ires, inside = padded_grid_shells(job)
-    inside &= k > 0
+    band = data_band(job)
+    kb = band_block(k, band)
+    inside &= kb > 0
     counts = np.bincount(ires[inside], minlength=job.ori_size)
-    sums = np.bincount(ires[inside], weights=k[inside], minlength=job.ori_size)
+    sums = np.bincount(ires[inside], weights=kb[inside], minlength=job.ori_size)
     shell_mean = np.where(counts > 0, sums / np.maximum(counts, 1), 0.0)
     real_dt = np.float32 if b.dtype == np.complex64 else np.float64
     # (bincount's length >= ori_size > the largest shell of the cube, sqrt(3)/2 ori_size)
     denominator = (margin * shell_mean).astype(real_dt)[ires]
     del ires
-    np.maximum(denominator, k, out=denominator)
-    ft = np.zeros_like(b)
-    np.divide(b, denominator, out=ft, where=inside)  # in place: no copies of B at box 256
-    del denominator, inside
+    np.maximum(denominator, kb, out=denominator)
+    bb = band_block(b, band)
+    ft = np.zeros(bb.shape, dtype=b.dtype)
+    np.divide(bb, denominator, out=ft, where=inside)
+    del denominator, inside, bb
     m = job.padded_size
-    if m % 2:  # RELION keeps the padded real-space box even (as Reconstructor.to_map)
-        ft = _regrid(ft, m, m + 1, m // 2)
-    return fourier_to_map(ft, job.ori_size, job.pad)
+    # RELION keeps the padded real-space box even (as Reconstructor.to_map): an odd M's band
+    # block stands in the same place on the grid M + 1
+    return fourier_to_map(ft, m + m % 2, job.ori_size, job.pad)
 
 
-def map_to_fourier(vol, pad, dtype=np.float64):
-    """Inverse of fourier_to_map (up to the soft mask) for a real-space map: the padded F.
+def map_to_fourier(vol, pad, dtype=np.float64, band=None):
+    """Inverse of fourier_to_map (up to the soft mask) for a real-space map: the band block
+    (core.fourier.pruned; None: the whole grid) of the padded F.
 
     Used to bring a denoised map onto the grid of B and K: undo the gridding correction,
-    undo the ori^2 scale, zero-pad to pad*ori and transform. dtype float32 gives complex64
-    (half the memory; RELION's B files are single precision).
+    undo the ori^2 scale, zero-pad to pad*ori and transform (pruned: only the band is
+    computed). dtype float32 gives complex64 (half the memory; RELION's B files are single
+    precision).
     """
-    import scipy.fft
-
     n = vol.shape[0]
     m = int(round(pad * n))
-    sinc2 = _sinc2(n, pad)
-    big = np.zeros((m, m, m), dtype=dtype)
-    o = m // 2 - n // 2
-    big[o:o + n, o:o + n, o:o + n] = vol * sinc2 / float(n) ** 2
-    return scipy.fft.rfftn(np.fft.ifftshift(big), workers=fft_workers())
+    centre = (vol * _sinc2(n, pad) / float(n) ** 2).astype(dtype)
+    return rfftn_of_centre(centre, m, band, workers=fft_workers())
 
 
 def fft_workers():
