@@ -236,6 +236,8 @@ class ProtRedPriorRefine(RelionRunnerMixin, ProtRefine3D):
         self.info('Final resolution %.2f A (%s) after %d iterations (%.0f s)'
                   % (summary['final_resolution'], summary['final_resolution_what'],
                      summary['iterations'], seconds))
+        if summary['resolution_caution']:
+            self.info(summary['resolution_caution'])
 
     def getResults(self):
         """Contents of extra/summary.json ({} before RELION finished)."""
@@ -316,7 +318,8 @@ class ProtRedPriorRefine(RelionRunnerMixin, ProtRefine3D):
                    s['wall_seconds']),
                 'λ per iteration (from the schedule resolution: the FSC 0.143 RELION hands '
                 'to the hook): %s' % (', '.join('%.2f at %.1f Å' % (lam, res)
-                                                for _, res, lam in hist) or '-')]
+                                                for _, res, lam in hist) or '-')] + \
+            ([s['resolution_caution']] if s.get('resolution_caution') else [])
 
     def _methods(self):
         return ['Particles were refined with RELION 3D auto-refine using the %s prior through '

@@ -66,6 +66,8 @@ class TestRedPriorRefine(BaseTest):
         self.assertEqual(halves[-1], 0)
         self.assertEqual(sorted(halves[:2]), [1, 2])
         self.assertEqual(summary['method'], 'red')
+        self.assertIn('lambda up to 0.50', summary['resolution_caution'])
+        self.assertIn(summary['resolution_caution'], prot.summary())
         # RELION's large files were removed after each call
         leftovers = [f for f in os.listdir(prot._getExtraPath()) if f.endswith('_weight.mrc')]
         self.assertEqual(leftovers, [])

@@ -71,3 +71,15 @@ class TestScheduleHistory(unittest.TestCase):
         self.assertAlmostEqual(hist[0][2], 0.1)
         self.assertNotEqual(hist[1][1], hist[1][1])  # no resolution: NaN, not a number
         self.assertEqual(hist[1][2], 1.0)
+
+    def test_caution_only_where_a_learned_prior_acted(self):
+        """The summary warns that the half-map FSC is not independent once lambda > 0, with
+        the largest lambda; a run at lambda 0 throughout (Gaussian, or CW-RED that never
+        reached its ramp) gets no such line."""
+        from redprior.core.prior.history import prior_caution
+
+        self.assertIsNone(prior_caution([[1, 1, 12.0, 0.0], [1, 2, 12.5, 0.0]]))
+        self.assertIsNone(prior_caution([]))
+        text = prior_caution([[1, 1, 12.0, 0.0], [2, 1, 9.0, 0.27], [2, 2, 9.5, 0.2]])
+        self.assertIn('lambda up to 0.27', text)
+        self.assertIn("'resolution and validation report'", text)
