@@ -372,6 +372,8 @@ def _method(r):
         name += " (gridded x~)"
     if r.get("red_lambda", 1.0) != 1.0:
         name += " λ max %g" % r["red_lambda"]
+    if r.get("polish_ini_high"):  # bench_polish.py: figures of the polish alone
+        name += " + prior-free polish (%g A)" % r["polish_ini_high"]
     if r.get("model_sha") not in (None, SHIPPED_2026_11_22):
         name += f" (model {r['model_sha']})"
     return name
