@@ -10,5 +10,4 @@ venv/bin/python benchmarks/bench_polish.py $R/3ENL_snr0.06_ctf0_seed1/cwred_20-1
 venv/bin/python benchmarks/bench_polish.py $R/3ENL_snr0.06_ctf0_seed2/cwred_20-10_lambda0.5
 venv/bin/python benchmarks/bench_quality.py --structures 3ENL --ctf yes --snrs 0.04 \
     --seeds 1 --methods plain,cwred
-venv/bin/python benchmarks/bench_quality.py --structures 3ENL --ctf no --snrs 0.06 \
-    --seeds 1 --methods lambda0
+# (the lambda-0 row moved to queue_session12c.sh, after the CTF rows at SNR 0.02)
