@@ -61,7 +61,8 @@ def prior_caution(rows):
     prior acted (lambda > 0 in some call of history_rows()), else None: the two half-maps were
     aligned to references shaped by the same denoiser, so their FSC is no longer independent
     (the quality benchmark, README "Benchmarks", measured masked half-map claims up to 7 shells
-    beyond the FSC to the truth at 0.5 where the map itself was much better than plain RELION's)."""
+    beyond the FSC to the truth at 0.5 where the map itself was much better than plain
+    RELION's)."""
     top = max((r[3] for r in rows), default=0.0)
     if not top > 0:
         return None
