@@ -90,6 +90,7 @@ def refinement_summary(folder, log_path, method, seconds, denoiser):
     row = next(iter(Table(fileName=final_output(folder, "model.star"),
                           tableName="model_general")))
     log = [r for r in read_log(log_path) if "error" not in r]
+    lambda_rows = history_rows(log)
     return {
         "method": method,
         "final_resolution": float(row.rlnCurrentResolution),
@@ -97,7 +98,7 @@ def refinement_summary(folder, log_path, method, seconds, denoiser):
         "iterations": len({r["iteration"] for r in log}),
         "wall_seconds": round(seconds, 1),
         "calls": len(log),
-        "lambda_history": history_rows(log),
-        "resolution_caution": prior_caution(history_rows(log)),
+        "lambda_history": lambda_rows,
+        "resolution_caution": prior_caution(lambda_rows),
         "denoiser": denoiser,
     }
