@@ -4,16 +4,20 @@ half-maps whose FSC no longer runs ahead of the truth?
 Why: with a learned prior both half-sets are aligned to references shaped by the same
 denoiser, so the gold-standard half-maps are no longer independent and their masked FSC can
 claim more than the FSC to the truth supports (the quality benchmark: 4-7 shells at 3ENL,
-SNR 0.06). A plain RELION auto-refine that starts from CW-RED's poses with local searches
-only, and from CW-RED's map low-passed well below the claimed resolution, restores the
-independence: each half's high-resolution content is rebuilt from its own particles.
+SNR 0.06). The idea tested: a plain RELION auto-refine that starts from CW-RED's poses with
+local searches only, and from CW-RED's map low-passed well below the claimed resolution, so
+that each half's high-resolution content is rebuilt from its own particles. Measured (3ENL,
+SNR 0.06, CW-RED with lambda up to 0.5, two seeds): it gave back most of the gain (6.10 / 6.74
+A -> 7.11 A at FSC 0.5 to the truth) and still over-claimed 1-2 shells, so it is not a step
+of the refine protocol.
 
     venv/bin/python benchmarks/bench_polish.py \\
         benchmarks/results/quality_runs/3ENL_snr0.06_ctf0_seed1/cwred_20-10 [--ini-high 10]
 
 Needs the CW-RED run's files (run_data.star, run_class001.mrc, run_sampling.star) and its data
-set beside it; writes <run>_polish<ini-high>/ with metrics.json (bench_quality's metrics, the
-row shows in its table as '+ polish') and prints both runs' figures.
+set beside it; writes <run>_polish<ini-high>/ with metrics.json (bench_quality's metrics; the
+row shows in its table as '+ prior-free polish (10 A)', with the polish's own iterations and
+wall time) and prints both runs' figures.
 """
 import argparse
 import json
@@ -68,8 +72,10 @@ def polish(run, ini_high, mpi):
         if k in base:
             m[k] = base[k]
     m["polish_ini_high"] = ini_high
-    with open(os.path.join(out, "metrics.json"), "w") as fh:
+    mfile = os.path.join(out, "metrics.json")
+    with open(mfile + ".tmp", "w") as fh:  # as bench_quality: never a half-written cache file
         json.dump(m, fh)
+    os.replace(mfile + ".tmp", mfile)
     for k in FIGURES:
         print(f"{k:24s} {base[k]!s:>10.10s} -> {m[k]!s:>10.10s}")
     return m

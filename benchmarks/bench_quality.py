@@ -33,8 +33,9 @@ count. Starting point (issue 12): 3ENL at SNR 0.043 ended at 9.1 A (FSC to truth
 plain RELION, the demo's SNR 0.5 at Nyquist. Measured on 3ENL without CTF, plain RELION ends
 at 10.67, 8.00, 4.27 and 4.0 A (Nyquist) at SNR 0.04, 0.06, 0.1 and 0.25, so that is the
 ladder; the quick tier takes 0.04, 0.1 and 0.25. With CTF the same SNR gives a better map
-(3ENL at 0.06 and 0.1 reach Nyquist), so the CTF rows need the lower end of the ladder. The
-table shows where plain RELION ended, so the ladder can be checked against it.
+(the SNR is measured on the CTF-modulated image): 3ENL reaches Nyquist or 4.13 A at 0.04-0.1
+and ends at 8.00 A at 0.02, so the CTF rows need SNRs from 0.02 down (--snrs). The table shows
+where plain RELION ended, so the ladder can be checked against it.
 """
 import argparse
 import csv
