@@ -64,6 +64,7 @@ from redprior.core.validation import metrics as validation  # noqa: E402
 from redprior.core.geometry.rotations import euler_to_matrix  # noqa: E402
 from redprior.core.denoiser.model import read_metadata  # noqa: E402
 from redprior.core.io.shipped import DEFAULT_DENOISER  # noqa: E402
+from redprior.core.denoiser.views import HALF_VIEWS, HALF_VIEWS_SAME  # noqa: E402
 from redprior.core.io.mrc import read_map, write_map  # noqa: E402
 from redprior.core.prior import schedule  # noqa: E402
 from redprior.core.prior.exrecon import DENOISER_INPUTS, DIRECT, hook_args, hook_command  # noqa: E402
@@ -210,6 +211,8 @@ def run_folder_name(method, cw, hook=None, model=None):
             name += "_" + hook["denoiser_input"]
         if hook.get("red_lambda", 1.0) != 1.0:
             name += "_lambda%g" % hook["red_lambda"]
+        if hook.get("half_views", "same") != "same":
+            name += "_views-" + hook["half_views"]
     if method in ("red", "cwred", "cwred-shell") and model and model != SHIPPED_2026_11_22:
         name += "_model-" + model
     return name
@@ -325,7 +328,8 @@ def reevaluate():
             continue  # a bias control (bench_bias.py), or maps no longer on this machine
         m = evaluate(data, out, old["method"], old["wall_s"])
         keep = ("structure", "snr", "ctf", "seed", "method", "cw_low", "cw_high",
-                "cap_at_resolution", "denoiser_input", "model_sha")
+                "cap_at_resolution", "denoiser_input", "model_sha", "red_lambda",
+                "half_views")
         m.update({k: old[k] for k in keep if k in old})
         with open(mfile + ".tmp", "w") as fh:
             json.dump(m, fh)
@@ -373,6 +377,8 @@ def _method(r):
         name += " (gridded x~)"
     if r.get("red_lambda", 1.0) != 1.0:
         name += " λ max %g" % r["red_lambda"]
+    if r.get("half_views", "same") != "same":
+        name += ", half 2 denoised " + r["half_views"]
     if r.get("polish_ini_high"):  # bench_polish.py: figures of the polish alone
         name += " + prior-free polish (%g A)" % r["polish_ini_high"]
     if r.get("model_sha") not in (None, SHIPPED_2026_11_22):
@@ -477,6 +483,8 @@ def main(argv=None):
                    help="the hook's --denoiser-input (default %(default)s)")
     p.add_argument("--lambda", dest="red_lambda", type=float, default=1.0,
                    help="the hook's --lambda: RED's lambda, CW-RED's largest (default 1)")
+    p.add_argument("--half-views", choices=HALF_VIEWS, default=HALF_VIEWS_SAME,
+                   help="the hook's --half-views (default %(default)s)")
     p.add_argument("--results", default=RESULTS, help="results folder (default: %(default)s)")
     a = p.parse_args(argv)
     RESULTS, RUNS = os.path.abspath(a.results), os.path.join(os.path.abspath(a.results),
@@ -501,7 +509,7 @@ def main(argv=None):
     model = os.path.abspath(a.model)
     cw = (tuple(float(v) for v in a.cw.split(",")) if a.cw else cw_thresholds(model))
     hook = dict(cap_at_resolution=a.cap, denoiser_input=a.denoiser_input,
-                red_lambda=a.red_lambda)
+                red_lambda=a.red_lambda, half_views=a.half_views)
     run_grid(structures, snrs, ctfs, seeds, methods, a.particles, a.mpi, model, cw, hook)
     report()
     return 0

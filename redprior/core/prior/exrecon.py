@@ -16,6 +16,7 @@ import time
 
 import numpy as np
 
+from redprior.core.denoiser.views import HALF_VIEWS, HALF_VIEWS_SAME, denoise_in_view
 from redprior.core.denoiser.worker import REPLY_TIMEOUT
 from redprior.core.fourier.fsc import read_resolution
 from redprior.core.fourier.pruned import add_band_block
@@ -73,6 +74,10 @@ def build_parser():
                         "the half-map FSC crosses --fsc-threshold, with a %d-shell raised-cosine "
                         "edge); beyond it RELION's own prior (see core.prior.schedule."
                         "resolution_cap)" % schedule.CAP_EDGE_SHELLS)
+    p.add_argument("--half-views", choices=HALF_VIEWS, default=HALF_VIEWS_SAME,
+                   help="rotated: half 2 is denoised turned by a quarter turn about z and "
+                        "turned back, so the network's orientation-dependent additions differ "
+                        "between the halves (see core.denoiser.views); default %(default)s")
     p.add_argument("--log", help="append one line per call to this file")
     p.add_argument("--worker", help="socket of a running denoiser worker (redprior_worker); "
                                     "without one the model is loaded in this process")
@@ -88,13 +93,15 @@ def build_parser():
 def hook_args(mode, pixel_size, log, model=None, red_lambda=1.0,
               cw_low=schedule.CW_LOW_DEFAULT, cw_high=schedule.CW_HIGH_DEFAULT,
               worker=None, keep=False, record=None, cap_at_resolution=schedule.CAP_DEFAULT,
-              denoiser_input=DIRECT):
+              denoiser_input=DIRECT, half_views=HALF_VIEWS_SAME):
     """Options of redprior_exrecon (RELION appends the STAR file itself)."""
     args = ["--mode", mode, "--angpix", "%g" % pixel_size, "--log", log]
     if mode != schedule.GAUSSIAN:
         args += ["--model", model, "--lambda", "%g" % red_lambda]
         if cap_at_resolution:
             args.append("--cap-at-resolution")
+        if half_views != HALF_VIEWS_SAME:
+            args += ["--half-views", half_views]
     if mode != schedule.GAUSSIAN or record:
         args += ["--denoiser-input", denoiser_input]
     if mode in (schedule.CWRED, schedule.CWRED_SHELL):
@@ -208,6 +215,7 @@ def run(args):
            "pad": job.pad, "seconds": round(time.time() - t0, 3), "denoiser": where,
            "reconstruction": "relion_external_reconstruct" if program else "numpy",
            "denoiser_input": args.denoiser_input,
+           **({"half_views": args.half_views} if args.half_views != HALF_VIEWS_SAME else {}),
            "star": os.path.basename(args.star),
            **{k: round(v, 3) for k, v in timing.items()}}
     if fsc_warning:
@@ -254,7 +262,7 @@ def _update_by_program(args, job, lam, applied, resolution, angpix, timing):
             if lam <= 0:  # recorded only: RELION's own reconstruction, B and K released first
                 del b, k
                 return program.map_reconstruction(), ""
-            denoised, where = _denoise(args, x_tilde, timing)
+            denoised, where = _denoise(args, job, x_tilde, timing)
             del x_tilde
             if b is None:
                 b, k = _fourier(job)
@@ -276,7 +284,7 @@ def _update_in_numpy(args, job, lam, applied, resolution, angpix, timing):
                    else unregularised_map(rec_grid, b, k))
     if args.record:
         _record(args.record, job, x_tilde, angpix, resolution)
-    denoised, where = _denoise(args, x_tilde, timing) if lam > 0 else (None, "")
+    denoised, where = _denoise(args, job, x_tilde, timing) if lam > 0 else (None, "")
     return red_update(rec_grid, b, k, denoised, applied, args.minres_map), where
 
 
@@ -305,12 +313,13 @@ def _shell_table(args):
     return meta["per_shell_lambda"]
 
 
-def _denoise(args, x_tilde, timing):
-    """f(x~), from the worker when one runs, else by loading the model here; its wall time
-    goes into timing['denoiser_seconds']."""
+def _denoise(args, job, x_tilde, timing):
+    """f(x~) in this half's frame (--half-views), from the worker when one runs, else by
+    loading the model here; its wall time goes into timing['denoiser_seconds']."""
     t0 = time.time()
     try:
-        return _denoised(args, x_tilde)
+        return denoise_in_view(lambda x: _denoised(args, x), x_tilde, job.half,
+                               args.half_views)
     finally:
         timing["denoiser_seconds"] = time.time() - t0
 
