@@ -64,7 +64,7 @@ from redprior.core.validation import metrics as validation  # noqa: E402
 from redprior.core.geometry.rotations import euler_to_matrix  # noqa: E402
 from redprior.core.denoiser.model import read_metadata  # noqa: E402
 from redprior.core.io.shipped import DEFAULT_DENOISER  # noqa: E402
-from redprior.core.denoiser.views import HALF_VIEWS, HALF_VIEWS_SAME  # noqa: E402
+from redprior.core.denoiser.views import HALF_VIEWS, HALF_VIEWS_DEFAULT  # noqa: E402
 from redprior.core.io.mrc import read_map, write_map  # noqa: E402
 from redprior.core.prior import schedule  # noqa: E402
 from redprior.core.prior.exrecon import DENOISER_INPUTS, DIRECT, hook_args, hook_command  # noqa: E402
@@ -483,7 +483,7 @@ def main(argv=None):
                    help="the hook's --denoiser-input (default %(default)s)")
     p.add_argument("--lambda", dest="red_lambda", type=float, default=1.0,
                    help="the hook's --lambda: RED's lambda, CW-RED's largest (default 1)")
-    p.add_argument("--half-views", choices=HALF_VIEWS, default=HALF_VIEWS_SAME,
+    p.add_argument("--half-views", choices=HALF_VIEWS, default=HALF_VIEWS_DEFAULT,
                    help="the hook's --half-views (default %(default)s)")
     p.add_argument("--results", default=RESULTS, help="results folder (default: %(default)s)")
     a = p.parse_args(argv)

@@ -98,7 +98,8 @@ class ProtRedPriorBiasTest(RelionRunnerMixin, EMProtocol):
             self._runRelionRefine(refine_args(settings), hook_args(
                 mode, s.pixel_size, os.path.abspath(os.path.join(out, 'exrecon_log.jsonl')),
                 model=os.path.abspath(s.model) if mode != 'gaussian' else None,
-                red_lambda=s.red_lambda, cw_low=s.cw_low, cw_high=s.cw_high, worker=socket),
+                red_lambda=s.red_lambda, cw_low=s.cw_low, cw_high=s.cw_high, worker=socket,
+                **ref._hookOptions()),
                 self.numberOfMpi.get())
         finally:
             self._stopDenoiserWorker(worker, socket)

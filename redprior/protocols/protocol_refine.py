@@ -185,8 +185,15 @@ class ProtRedPriorRefine(RelionRunnerMixin, ProtRefine3D):
                          red_lambda=self.redLambda.get(), cw_low=self.cwLow.get(),
                          cw_high=self.cwHigh.get(), worker=socket,
                          keep=self.keepExternalFiles.get(),
-                         cap_at_resolution=self.capAtResolution.get(),
-                         denoiser_input=DENOISER_INPUTS[self.denoiserInput.get()])
+                         **self._hookOptions())
+
+    def _hookOptions(self):
+        """The hook's options beyond the schedule (also used by the prior-bias test, so that
+        it tests the prior as this refinement applied it)."""
+        from redprior.core.denoiser.views import HALF_VIEWS_ROTATED, HALF_VIEWS_SAME
+        return dict(cap_at_resolution=self.capAtResolution.get(),
+                    denoiser_input=DENOISER_INPUTS[self.denoiserInput.get()],
+                    half_views=HALF_VIEWS_ROTATED if self.halfViews.get() else HALF_VIEWS_SAME)
 
     def _maskDiameter(self):
         d = self.particleDiameter.get()
@@ -309,9 +316,12 @@ class ProtRedPriorRefine(RelionRunnerMixin, ProtRefine3D):
         hist = schedule_history(s['lambda_history'])
         prior = PRIOR_LABELS[self.priorMode.get()]
         if self.priorMode.get() != PRIOR_GAUSSIAN:
-            prior += ' (%s; denoiser input: %s)' % (
+            prior += ' (%s; %s; denoiser input: %s)' % (
                 'only up to the current resolution' if self.capAtResolution.get()
-                else 'on every shell', DENOISER_INPUT_LABELS[self.denoiserInput.get()])
+                else 'on every shell',
+                'the halves denoised in different frames' if self.halfViews.get()
+                else 'both halves denoised in one frame',
+                DENOISER_INPUT_LABELS[self.denoiserInput.get()])
         return ['Prior: %s' % prior,
                 'Final resolution: %.2f Å (%s) after %d iterations (%.0f s)'
                 % (s['final_resolution'], s['final_resolution_what'], s['iterations'],

@@ -55,12 +55,13 @@ class TestRedPriorRefine(BaseTest):
         return summary
 
     def test_red_pad2(self):
-        prot = self._refine('RED pad 2', PRIOR_RED, 2, redLambda=0.5)
+        prot = self._refine('RED pad 2', PRIOR_RED, 2, redLambda=0.5, halfViews=True)
         summary = self._checkOutputs(prot)
         log = read_log(prot.getExreconLog())
         self.assertGreaterEqual(len(log), 6)
         self.assertTrue(all(r['lambda'] == 0.5 and r['mode'] == 'red' and r['pad'] == 2.0
-                            for r in log))
+                            and r['half_views'] == 'rotated' for r in log))
+        self.assertIn('the halves denoised in different frames', prot.summary()[0])
         # two halves per iteration while they are separate, one joined call at the end
         halves = [r['half'] for r in log]
         self.assertEqual(halves[-1], 0)
@@ -81,9 +82,12 @@ class TestRedPriorRefine(BaseTest):
         self.assertEqual(len(viewer.plotSlices().axes), 9)
 
     def test_cwred_pad1(self):
-        prot = self._refine('CW-RED pad 1', PRIOR_CWRED, 1, cwLow=10.0, cwHigh=6.5)
+        prot = self._refine('CW-RED pad 1', PRIOR_CWRED, 1, cwLow=10.0, cwHigh=6.5,
+                            halfViews=False)
         self._checkOutputs(prot)
         log = read_log(prot.getExreconLog())
+        self.assertEqual({r['half_views'] for r in log}, {'same'})
+        self.assertIn('both halves denoised in one frame', prot.summary()[0])
         for r in log:
             res = r['resolution'] if r['resolution'] is not None else float('inf')
             self.assertAlmostEqual(r['lambda'], schedule.cwred_lambda(res, 10.0, 6.5), places=6)

@@ -12,6 +12,7 @@ import numpy as np
 
 HALF_VIEWS_SAME, HALF_VIEWS_ROTATED = "same", "rotated"
 HALF_VIEWS = (HALF_VIEWS_SAME, HALF_VIEWS_ROTATED)
+HALF_VIEWS_DEFAULT = HALF_VIEWS_SAME  # the hook's, the refine form's and the benchmarks'
 
 
 def _reverse_about_centre(vol, axis):

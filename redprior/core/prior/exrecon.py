@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from redprior.core.denoiser.views import HALF_VIEWS, HALF_VIEWS_SAME, denoise_in_view
+from redprior.core.denoiser.views import HALF_VIEWS, HALF_VIEWS_DEFAULT, denoise_in_view
 from redprior.core.denoiser.worker import REPLY_TIMEOUT
 from redprior.core.fourier.fsc import read_resolution
 from redprior.core.fourier.pruned import add_band_block
@@ -74,7 +74,7 @@ def build_parser():
                         "the half-map FSC crosses --fsc-threshold, with a %d-shell raised-cosine "
                         "edge); beyond it RELION's own prior (see core.prior.schedule."
                         "resolution_cap)" % schedule.CAP_EDGE_SHELLS)
-    p.add_argument("--half-views", choices=HALF_VIEWS, default=HALF_VIEWS_SAME,
+    p.add_argument("--half-views", choices=HALF_VIEWS, default=HALF_VIEWS_DEFAULT,
                    help="rotated: half 2 is denoised turned by a quarter turn about z and "
                         "turned back, so the network's orientation-dependent additions differ "
                         "between the halves (see core.denoiser.views); default %(default)s")
@@ -93,15 +93,14 @@ def build_parser():
 def hook_args(mode, pixel_size, log, model=None, red_lambda=1.0,
               cw_low=schedule.CW_LOW_DEFAULT, cw_high=schedule.CW_HIGH_DEFAULT,
               worker=None, keep=False, record=None, cap_at_resolution=schedule.CAP_DEFAULT,
-              denoiser_input=DIRECT, half_views=HALF_VIEWS_SAME):
+              denoiser_input=DIRECT, half_views=HALF_VIEWS_DEFAULT):
     """Options of redprior_exrecon (RELION appends the STAR file itself)."""
     args = ["--mode", mode, "--angpix", "%g" % pixel_size, "--log", log]
     if mode != schedule.GAUSSIAN:
         args += ["--model", model, "--lambda", "%g" % red_lambda]
         if cap_at_resolution:
             args.append("--cap-at-resolution")
-        if half_views != HALF_VIEWS_SAME:
-            args += ["--half-views", half_views]
+        args += ["--half-views", half_views]
     if mode != schedule.GAUSSIAN or record:
         args += ["--denoiser-input", denoiser_input]
     if mode in (schedule.CWRED, schedule.CWRED_SHELL):
@@ -215,7 +214,7 @@ def run(args):
            "pad": job.pad, "seconds": round(time.time() - t0, 3), "denoiser": where,
            "reconstruction": "relion_external_reconstruct" if program else "numpy",
            "denoiser_input": args.denoiser_input,
-           **({"half_views": args.half_views} if args.half_views != HALF_VIEWS_SAME else {}),
+           **({"half_views": args.half_views} if args.mode != schedule.GAUSSIAN else {}),
            "star": os.path.basename(args.star),
            **{k: round(v, 3) for k, v in timing.items()}}
     if fsc_warning:
