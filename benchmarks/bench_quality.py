@@ -94,7 +94,10 @@ COLUMNS = ("structure", "snr", "ctf", "seed", "method", "gt_res_05", "gt_res_014
            "fsc_excess_mean", "fsc_excess_max",
            # which denoiser: the first 12 hex digits of the .keras file's SHA-256 (runs
            # without it used the shipped model of 2026-11-22, SHIPPED_2026_11_22)
-           "model_sha")
+           "model_sha",
+           # the largest lambda (empty: 1) and the frames the halves were denoised in
+           # (empty: the same frame)
+           "red_lambda", "half_views")
 SHIPPED_2026_11_22 = "5fbdbe7b49d8"
 RESULTS = os.path.join(REPO, "benchmarks", "results")
 RUNS = os.path.join(RESULTS, "quality_runs")
