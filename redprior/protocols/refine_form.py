@@ -54,7 +54,9 @@ HELP = {
                  'map. In two frames that detail differs between the halves (on held-out '
                  'structures it cuts what the two denoised halves share beyond the truth from '
                  '+0.04-0.18 to about +0.01 at 6-4 Å) at no cost in time and with the same '
-                 'fidelity to the truth. See README "Benchmarks".',
+                 'fidelity to the truth. In whole refinements (3ENL) the map was as good or '
+                 'slightly better, but the half-map over-claim at SNR 0.06 stayed (3 and 7 '
+                 'shells), so it is off by default. See README "Benchmarks".',
     'denoiserModel': 'Output of "train denoiser" (preferred over a file path below).',
     'denoiserFile': 'A model with its .json metadata, used when no denoiser is selected above. '
                     'Both empty: the denoiser shipped with redprior (redprior/data/denoiser: a '
