@@ -64,7 +64,7 @@ from redprior.core.validation import metrics as validation  # noqa: E402
 from redprior.core.geometry.rotations import euler_to_matrix  # noqa: E402
 from redprior.core.denoiser.model import read_metadata  # noqa: E402
 from redprior.core.io.shipped import DEFAULT_DENOISER  # noqa: E402
-from redprior.core.denoiser.views import HALF_VIEWS, HALF_VIEWS_DEFAULT  # noqa: E402
+from redprior.core.denoiser.views import HALF_VIEWS, HALF_VIEWS_DEFAULT, HALF_VIEWS_SAME  # noqa: E402
 from redprior.core.io.mrc import read_map, write_map  # noqa: E402
 from redprior.core.prior import schedule  # noqa: E402
 from redprior.core.prior.exrecon import DENOISER_INPUTS, DIRECT, hook_args, hook_command  # noqa: E402
@@ -214,7 +214,7 @@ def run_folder_name(method, cw, hook=None, model=None):
             name += "_" + hook["denoiser_input"]
         if hook.get("red_lambda", 1.0) != 1.0:
             name += "_lambda%g" % hook["red_lambda"]
-        if hook.get("half_views", "same") != "same":
+        if hook.get("half_views", HALF_VIEWS_SAME) != HALF_VIEWS_SAME:
             name += "_views-" + hook["half_views"]
     if method in ("red", "cwred", "cwred-shell") and model and model != SHIPPED_2026_11_22:
         name += "_model-" + model
@@ -380,7 +380,7 @@ def _method(r):
         name += " (gridded x~)"
     if r.get("red_lambda", 1.0) != 1.0:
         name += " λ max %g" % r["red_lambda"]
-    if r.get("half_views", "same") != "same":
+    if r.get("half_views", HALF_VIEWS_SAME) != HALF_VIEWS_SAME:
         name += ", half 2 denoised " + r["half_views"]
     if r.get("polish_ini_high"):  # bench_polish.py: figures of the polish alone
         name += " + prior-free polish (%g A)" % r["polish_ini_high"]

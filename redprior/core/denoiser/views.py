@@ -6,7 +6,10 @@ is the same in both references; particles aligned to those references can carry 
 feature into both half-maps and inflate their FSC. HALF_VIEWS_ROTATED denoises half 2 turned
 by a quarter turn about z (and turns the result back), so those orientation-dependent parts
 differ between the halves while the map itself is unchanged: a quarter turn about the box
-centre maps voxels onto voxels (no interpolation) and keeps the hand.
+centre maps voxels onto voxels (no interpolation) and keeps the hand. Measured
+(benchmarks/bench_half_views.py, README "Benchmarks"): it cuts what the two denoised halves
+share beyond the truth, but in whole refinements the half-map over-claim stays, so the
+default is one frame.
 """
 import numpy as np
 
