@@ -510,11 +510,17 @@ class TestQualityMetrics(unittest.TestCase):
         self.assertGreater(m['fsc_excess_mean'], 0.3)
         self.assertLess(abs(honest['fsc_excess_mean']), 0.05)
         self.assertLess(honest['fsc_excess_max'], m['fsc_excess_max'])
+        # at the shell the halves claim, the shared-noise map no longer matches the truth
+        # (beyond its 10 A content); the honest map still matches it at 0.5 or better there
+        self.assertLess(m['gt_fsc_at_claim'], 0.3)
+        self.assertGreaterEqual(honest['gt_fsc_at_claim'], 0.5)
         v = validation.validate_maps(shared, shared.copy(), self.pixel, ground_truth=self.truth,
                                      repeats=1)
         self.assertIn('over the whole curve the half-map FSC exceeds what the FSC to the truth '
                       'supports by %+.3f on average' % m['fsc_excess_mean'],
                       v['overestimation']['verdict'])
+        self.assertIn('the FSC to the truth is %.2f (0.5 for an honest claim)'
+                      % m['gt_fsc_at_claim'], v['overestimation']['verdict'])
 
     def test_angular_errors_of_known_rotations(self):
         rng = np.random.default_rng(4)

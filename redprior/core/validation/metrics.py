@@ -208,6 +208,15 @@ def fsc_excess(fsc_half, fsc_truth, shells_A):
                 max_at_A=float(shells_A[1 + k]))
 
 
+def fsc_at_claim(fsc_truth, claimed):
+    """The FSC to the truth at the last shell the half-maps claim (a resolution() dict of the
+    half-map FSC at 0.143): 0.5 for an honest claim, below it for an over-claim. The size of
+    an over-claim in FSC terms, which the shell count hides where the FSC to the truth runs
+    flat near 0.5."""
+    curve = np.asarray(fsc_truth, dtype=float)
+    return float(curve[min(int(claimed['shell']), len(curve) - 1)])
+
+
 def overestimation_check(claimed, supported, box, pixel_size, against):
     """Compare two resolution() dicts: is `claimed` better than `supported` by the rule?"""
     k_c, k_s = claimed['shell'], supported['shell']
@@ -302,6 +311,9 @@ def validate_maps(half1, half2, pixel_size, mask=None, ground_truth=None,
             'the ground truth')
         res['fsc_excess'] = fsc_excess(hm['corrected'], res['curves']['gt_masked']['fsc'],
                                        res['shells_A'])
+        check['truth_fsc_at_claim'] = fsc_at_claim(res['curves']['gt_masked']['fsc'], claimed)
+        check['text'] += ('; at the claimed %s the FSC to the truth is %.2f (0.5 for an honest '
+                          'claim)' % (claimed['text'], check['truth_fsc_at_claim']))
         check['text'] += ('; over the whole curve the half-map FSC exceeds what the FSC to the '
                           'truth supports by %+.3f on average (largest %+.3f, at %.1f A)'
                           % (res['fsc_excess']['mean'], res['fsc_excess']['max'],
@@ -344,7 +356,8 @@ def quality_metrics(half1, half2, ground_truth, pixel_size, R_true=None, R_est=N
     curve's mean over shells 1..N/2. half_res_masked: the gold-standard (masked, phase-
     randomisation corrected) half-map FSC at 0.143. overestimation_shells: how many Fourier
     shells half_res_masked claims beyond gt_res_05 (> 0: the half-maps claim more than the
-    truth supports). fsc_excess_mean / fsc_excess_max: fsc_excess() of validate_maps (the
+    truth supports). gt_fsc_at_claim: fsc_at_claim(), the FSC to the truth at the half-maps'
+    claimed shell (0.5 if honest). fsc_excess_mean / fsc_excess_max: fsc_excess() of validate_maps (the
     half-map FSC minus the one the FSC to the truth supports, over the whole curve).
     fsc_to_truth: the masked curve itself. ang_err_median / ang_err_p90: symmetry-aware angular errors (deg).
     """
@@ -360,7 +373,7 @@ def quality_metrics(half1, half2, ground_truth, pixel_size, R_true=None, R_est=N
                half_res_masked=rh['limit_A'], half_res_masked_crossed=rh['crossed'],
                overestimation_shells=int(rh['shell'] - r05['shell']),
                overestimated=bool(v['overestimation']['overestimated']),
-               fsc_to_truth=gt['fsc'])
+               gt_fsc_at_claim=fsc_at_claim(gt['fsc'], rh), fsc_to_truth=gt['fsc'])
     out.update(fsc_excess_mean=v['fsc_excess']['mean'], fsc_excess_max=v['fsc_excess']['max'])
     if R_true is not None and R_est is not None:
         from .poses import pose_errors
