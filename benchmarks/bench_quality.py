@@ -454,7 +454,8 @@ def default_pairs(rows):
     name = run_folder_name("cwred", ramp)
     pairs = []
     for key in sorted({(r["structure"], r["snr"], r["ctf"], r["seed"]) for r in rows}):
-        runs = {r["run"]: r for r in rows if (r["structure"], r["snr"], r["ctf"], r["seed"]) == key}
+        runs = {r["run"]: r for r in rows
+                if (r["structure"], r["snr"], r["ctf"], r["seed"]) == key}
         cw = runs.get(name) or runs.get(name + "_gridded")
         if "plain" in runs and cw is not None:
             pairs.append((runs["plain"], cw))

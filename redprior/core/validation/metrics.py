@@ -357,9 +357,10 @@ def quality_metrics(half1, half2, ground_truth, pixel_size, R_true=None, R_est=N
     randomisation corrected) half-map FSC at 0.143. overestimation_shells: how many Fourier
     shells half_res_masked claims beyond gt_res_05 (> 0: the half-maps claim more than the
     truth supports). gt_fsc_at_claim: fsc_at_claim(), the FSC to the truth at the half-maps'
-    claimed shell (0.5 if honest). fsc_excess_mean / fsc_excess_max: fsc_excess() of validate_maps (the
-    half-map FSC minus the one the FSC to the truth supports, over the whole curve).
-    fsc_to_truth: the masked curve itself. ang_err_median / ang_err_p90: symmetry-aware angular errors (deg).
+    claimed shell (0.5 if honest). fsc_excess_mean / fsc_excess_max: fsc_excess() of
+    validate_maps (the half-map FSC minus the one the FSC to the truth supports, over the whole
+    curve). fsc_to_truth: the masked curve itself. ang_err_median / ang_err_p90:
+    symmetry-aware angular errors (deg).
     """
     v = validate_maps(half1, half2, pixel_size, mask=mask, ground_truth=ground_truth,
                       repeats=1)
