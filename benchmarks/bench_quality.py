@@ -491,7 +491,7 @@ def criteria(rows):
             + (" (gridded)" if c["run"].endswith("_gridded") else ""),
             f"{p['gt_fsc_mean']:.3f} -> {c['gt_fsc_mean']:.3f}",
             f"{p['overestimation_shells']} -> {c['overestimation_shells']}",
-            f"{p['gt_fsc_at_claim']:.2f} -> {c['gt_fsc_at_claim']:.2f}",
+            f"{_fmt(p['gt_fsc_at_claim'])} -> {_fmt(c['gt_fsc_at_claim'])}",
             f"{p['ang_err_median']:.1f} / {p['ang_err_p90']:.1f} -> "
             f"{c['ang_err_median']:.1f} / {c['ang_err_p90']:.1f}"]) + " |")
     n = len(pairs)

@@ -90,7 +90,7 @@ def main(argv):
                      f"{bq._fmt(m['gt_res_05'], m['gt_res_05_crossed'])} | "
                      f"{m['gt_fsc_mean']:.3f} | "
                      f"{bq._fmt(m['half_res_masked'], m['half_res_masked_crossed'])} | "
-                     f"{m['overestimation_shells']} | {m['gt_fsc_at_claim']:.2f} | "
+                     f"{m['overestimation_shells']} | {bq._fmt(m['gt_fsc_at_claim'])} | "
                      f"{m['fsc_excess_mean']:+.3f} / {m['fsc_excess_max']:+.3f} |")
     lines += ["", "Half-maps reconstructed by relion_reconstruct from the simulated (true) "
               "poses, odd / even particles, no prior; figures as in quality.md "

@@ -519,8 +519,10 @@ class TestQualityMetrics(unittest.TestCase):
         self.assertIn('over the whole curve the half-map FSC exceeds what the FSC to the truth '
                       'supports by %+.3f on average' % m['fsc_excess_mean'],
                       v['overestimation']['verdict'])
-        self.assertIn('the FSC to the truth is %.2f (0.5 for an honest claim)'
-                      % m['gt_fsc_at_claim'], v['overestimation']['verdict'])
+        self.assertIn('at the last shell the half-maps claim (%.2f Å) the FSC to the truth is '
+                      '%.2f (0.5 for an honest claim)' % (m['half_res_masked'],
+                                                          m['gt_fsc_at_claim']),
+                      v['overestimation']['verdict'])
 
     def test_angular_errors_of_known_rotations(self):
         rng = np.random.default_rng(4)

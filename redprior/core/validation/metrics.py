@@ -210,9 +210,11 @@ def fsc_excess(fsc_half, fsc_truth, shells_A):
 
 def fsc_at_claim(fsc_truth, claimed):
     """The FSC to the truth at the last shell the half-maps claim (a resolution() dict of the
-    half-map FSC at 0.143): 0.5 for an honest claim, below it for an over-claim. The size of
-    an over-claim in FSC terms, which the shell count hides where the FSC to the truth runs
-    flat near 0.5."""
+    half-map FSC at 0.143): 0.5 for an honest claim, below it for an over-claim; None when
+    they claim no shell at all. The size of an over-claim in FSC terms, which the shell count
+    hides where the FSC to the truth runs flat near 0.5."""
+    if int(claimed['shell']) <= 0:
+        return None
     curve = np.asarray(fsc_truth, dtype=float)
     return float(curve[min(int(claimed['shell']), len(curve) - 1)])
 
@@ -312,8 +314,10 @@ def validate_maps(half1, half2, pixel_size, mask=None, ground_truth=None,
         res['fsc_excess'] = fsc_excess(hm['corrected'], res['curves']['gt_masked']['fsc'],
                                        res['shells_A'])
         check['truth_fsc_at_claim'] = fsc_at_claim(res['curves']['gt_masked']['fsc'], claimed)
-        check['text'] += ('; at the claimed %s the FSC to the truth is %.2f (0.5 for an honest '
-                          'claim)' % (claimed['text'], check['truth_fsc_at_claim']))
+        if check['truth_fsc_at_claim'] is not None:
+            check['text'] += ('; at the last shell the half-maps claim (%.2f Å) the FSC to the '
+                              'truth is %.2f (0.5 for an honest claim)'
+                              % (claimed['limit_A'], check['truth_fsc_at_claim']))
         check['text'] += ('; over the whole curve the half-map FSC exceeds what the FSC to the '
                           'truth supports by %+.3f on average (largest %+.3f, at %.1f A)'
                           % (res['fsc_excess']['mean'], res['fsc_excess']['max'],
