@@ -20,8 +20,6 @@ import subprocess
 import sys
 import tempfile
 
-import numpy as np
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_quality as bq  # noqa: E402  (the data sets, the metrics and RELION's environment)
 

@@ -378,7 +378,8 @@ def quality_metrics(half1, half2, ground_truth, pixel_size, R_true=None, R_est=N
                half_res_masked=rh['limit_A'], half_res_masked_crossed=rh['crossed'],
                overestimation_shells=int(rh['shell'] - r05['shell']),
                overestimated=bool(v['overestimation']['overestimated']),
-               gt_fsc_at_claim=fsc_at_claim(gt['fsc'], rh), fsc_to_truth=gt['fsc'])
+               gt_fsc_at_claim=v['overestimation']['checks'][0]['truth_fsc_at_claim'],
+               fsc_to_truth=gt['fsc'])
     out.update(fsc_excess_mean=v['fsc_excess']['mean'], fsc_excess_max=v['fsc_excess']['max'])
     if R_true is not None and R_est is not None:
         from .poses import pose_errors
