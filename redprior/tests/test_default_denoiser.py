@@ -151,3 +151,61 @@ class TestTrainingCommand(unittest.TestCase):
         assert "reusing finished 'training maps' run" in again.stdout
         line = [x for x in again.stdout.splitlines() if "continuing the interrupted" in x]
         assert line and re.search(r"train denoiser.*' run \d+ \(failed\)", line[0]), line
+
+
+class TestMeasureCommand(unittest.TestCase):
+    """scripts/measure_default_denoiser.py without its RELION runs: the held-out manifest and
+    what --write puts into a copy of the shipped folder, from a real single pass of the
+    shipped model (Gaussian-noise pairs of 3HSY stand in for the recorded maps)."""
+
+    def setUp(self):
+        sys.path.insert(0, os.path.join(REPO, "scripts"))
+        self.addCleanup(sys.path.remove, os.path.join(REPO, "scripts"))
+        import measure_default_denoiser
+        self.M = measure_default_denoiser
+        self.tmp = tempfile.mkdtemp(prefix="redprior_measure_")
+        self.addCleanup(shutil.rmtree, self.tmp, ignore_errors=True)
+
+    def test_held_out_manifest_takes_one_family_after_another(self):
+        from redprior.core.structure_set.manifest import load_manifest
+        hist = os.path.join(os.path.dirname(DEFAULT_DENOISER), "training_history.json")
+        out = os.path.join(self.tmp, "m.json")
+        names = self.M.held_out_manifest(hist, 4, out)
+        self.assertEqual([n.split("_")[1] for n in names], ["ldh", "trypsins", "dssp", "ldh"])
+        chains = load_manifest(out)["chains"]
+        self.assertEqual(len(chains), 4)
+        with open(hist) as fh:
+            val = json.load(fh)["structures_val"]
+        self.assertEqual(len(self.M.held_out_manifest(hist, 0, out)), len(val))
+        bad = os.path.join(self.tmp, "h.json")
+        with open(bad, "w") as fh:
+            json.dump({"structures_val": ["s000_not_in_the_manifest"]}, fh)
+        with self.assertRaises(SystemExit) as ctx:
+            self.M.held_out_manifest(bad, 0, out)
+        self.assertIn("not_in_the_manifest", str(ctx.exception))
+
+    def test_write_keeps_the_gaussian_curve_and_the_benchmark_ramp(self):
+        folder = os.path.join(self.tmp, "denoiser")
+        shutil.copytree(os.path.dirname(DEFAULT_DENOISER), folder)
+        old = read_metadata(DEFAULT_DENOISER)
+        result = SP.evaluate(SP.denoiser_fn(Denoiser(DEFAULT_DENOISER), 2.0),
+                             held_out_pairs(64, 2.0), pixel_size=2.0)
+        args = self.M.build_parser().parse_args(["--out", folder])
+        lines = self.M.table_lines(result, "test maps")
+        self.assertTrue(any(re.match(r"\| 4\.5-5 \| \d+ \| 0\.\d{3} \|", x) for x in lines),
+                        lines)
+        for _ in range(2):  # a second --write replaces the report's section
+            self.M.write_shipped(args, result, "test maps", lines)
+        meta = read_metadata(os.path.join(folder, "redprior_default_denoiser.keras"))
+        self.assertEqual(meta["single_pass"]["measured_on"], "test maps")
+        np.testing.assert_equal(meta["single_pass"]["ratio_l2"], result["ratio_l2"])  # NaN: no maps
+        np.testing.assert_equal(meta["single_pass_gaussian"]["ratio_l2"],
+                                old["single_pass"]["ratio_l2"])
+        self.assertEqual((meta["cw_low"], meta["cw_high"]), (20.0, 10.0))
+        self.assertEqual(meta["curve_thresholds"]["cw_low"], result["cw_low"])
+        self.assertIn("on test maps the curve places", meta["threshold_reason"])
+        self.assertTrue(schedule.has_shell_table(meta))
+        report = open(os.path.join(folder, "TRAINING_REPORT.md")).read()
+        self.assertEqual(report.count(self.M.REPORT_HEADING), 1)
+        self.assertIn("Shipped CW-RED ramp: 20 / 10 A", report)
+        self.assertGreater(os.path.getsize(os.path.join(folder, "single_pass.png")), 1000)
