@@ -101,6 +101,8 @@ COLUMNS = ("structure", "snr", "ctf", "seed", "method", "gt_res_05", "gt_res_014
            # the FSC to the truth at the masked half-maps' claimed shell (0.5 if honest)
            "gt_fsc_at_claim")
 SHIPPED_2026_11_22 = "5fbdbe7b49d8"
+# its per-shell table as shipped then (from Gaussian-noise maps; shell_table_sha)
+GAUSSIAN_TABLE_2026_11_22 = "bcf28c1cbe67"
 RESULTS = os.path.join(REPO, "benchmarks", "results")
 RUNS = os.path.join(RESULTS, "quality_runs")
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
@@ -201,11 +203,19 @@ def model_sha(path):
         return hashlib.sha256(fh.read()).hexdigest()[:12]
 
 
-def run_folder_name(method, cw, hook=None, model=None):
+def shell_table_sha(path):
+    """The per-shell table's identity (12 hex digits of its rows' SHA-256): the table lives in
+    the model's metadata, so cwred-shell can change while the weights do not."""
+    table = read_metadata(path).get("per_shell_lambda") or {}
+    return hashlib.sha256(json.dumps(table.get("lambda")).encode()).hexdigest()[:12]
+
+
+def run_folder_name(method, cw, hook=None, model=None, table=None):
     """The cache folder of one method: CW-RED runs are kept per ramp (cwred_10-4.5), and runs
     with the prior get a suffix per non-default hook option (_cap, _gridded, _lambda0.5 for a
-    largest lambda other than 1) and per denoiser other than the shipped one (_model-<sha>),
-    so a changed setting is a new refinement, never a stale cached one."""
+    largest lambda other than 1), per denoiser other than the shipped one (_model-<sha>) and,
+    for cwred-shell, per table other than the first shipped one (_table-<sha>), so a changed
+    setting is a new refinement, never a stale cached one."""
     name = method
     if method in ("cwred", "cwred-shell"):
         name = f"{method}_{cw[0]:g}-{cw[1]:g}"
@@ -220,6 +230,8 @@ def run_folder_name(method, cw, hook=None, model=None):
             name += "_views-" + hook["half_views"]
     if method in ("red", "cwred", "cwred-shell") and model and model != SHIPPED_2026_11_22:
         name += "_model-" + model
+    if method == "cwred-shell" and table and table != GAUSSIAN_TABLE_2026_11_22:
+        name += "_table-" + table
     return name
 
 
@@ -286,7 +298,7 @@ def evaluate(data, out, method, wall_s):
 
 # ---- the grid -----------------------------------------------------------------------------
 def run_grid(structures, snrs, ctfs, seeds, methods, particles, mpi, model, cw, hook):
-    sha = model_sha(model)
+    sha, table = model_sha(model), shell_table_sha(model)
     for entry in structures:
         path, why = structure_file(entry)
         if path is None:
@@ -298,7 +310,8 @@ def run_grid(structures, snrs, ctfs, seeds, methods, particles, mpi, model, cw, 
                     folder = os.path.join(RUNS, dataset_name(entry, snr, ctf, seed))
                     data = make_dataset(folder, entry, snr, ctf, seed, particles)
                     for method in methods:
-                        out = os.path.join(folder, run_folder_name(method, cw, hook, sha))
+                        out = os.path.join(folder, run_folder_name(method, cw, hook, sha,
+                                                                   table))
                         mfile = os.path.join(out, "metrics.json")
                         if os.path.exists(mfile):
                             continue
@@ -311,6 +324,8 @@ def run_grid(structures, snrs, ctfs, seeds, methods, particles, mpi, model, cw, 
                             m.update(cw_low=cw[0], cw_high=cw[1])
                         if method in ("red", "cwred", "cwred-shell"):
                             m.update(hook, model_sha=sha)
+                        if method == "cwred-shell":
+                            m.update(shell_table_sha=table)
                         with open(mfile + ".tmp", "w") as fh:
                             json.dump(m, fh)
                         os.replace(mfile + ".tmp", mfile)
