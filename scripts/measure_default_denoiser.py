@@ -176,7 +176,8 @@ def main(argv=None):
     manager = Manager()
     project = (manager.loadProject(args.project) if manager.hasProject(args.project)
                else manager.createProject(args.project))
-    manifest = os.path.join(project.path, "held_out_manifest.json")
+    os.chdir(project.path)  # Scipion runs a project's protocols from its folder
+    manifest = os.path.abspath("held_out_manifest.json")
     names = held_out_manifest(os.path.join(args.out, "training_history.json"),
                               args.structures, manifest)
     TD.log(f"held-out structures: {', '.join(names)}")
