@@ -2,14 +2,14 @@
 and per-shell table on RELION-intermediate maps x~ of its own held-out structures, not on
 Gaussian-noise maps.
 
-    venv/bin/python scripts/measure_default_denoiser.py [--structures 4] [--write]
+    venv/bin/python scripts/measure_default_denoiser.py [--structures 4] [--sets ...] [--write]
 
 1. a sub-manifest of the shipped model's validation structures (its training_history.json,
    structures_val: whole chains it was never trained on);
-2. 'training maps' in RELION-intermediates mode on them, in a real Scipion project: one
-   auto-refine per SNR and structure through the hook in gaussian --record mode, the
-   recorded x~ paired with the FSC-filtered ground truth (the same pairs as the training
-   script's stage 2);
+2. 'training maps' in RELION-intermediates mode on them, in a real Scipion project, one run
+   per simulated set (--sets): one auto-refine per structure through the hook in gaussian
+   --record mode, the recorded x~ paired with the FSC-filtered ground truth (the same pairs
+   as the training script's stage 2);
 3. one pass of the shipped model on every pair (core.denoiser.single_pass.evaluate): the L1 /
    L2 curve, the thresholds the rule reads from it, the per-shell table. Printed; with
    --write they replace the Gaussian-noise figures in the shipped metadata (which keeps the
@@ -39,11 +39,11 @@ def build_parser():
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--structures", type=int, default=4,
                    help="how many of the model's held-out structures (one family after another)")
-    p.add_argument("--snrs", default="0.15",
-                   help="one auto-refine per SNR and structure, ~12 min each here; its first "
-                        "iterations pass through 30-10 A (at 0.04 with 800 particles an LDH "
-                        "stayed at 21 A for 15 iterations)")
-    p.add_argument("--particles", type=int, default=800)
+    p.add_argument("--sets", default="0.15:800,0.1:400", metavar="SNR:PARTICLES,...",
+                   help="one simulated set and auto-refine per entry and structure; the hook "
+                        "saw 7-10 A with 800 particles at 0.15 and needs fewer or noisier "
+                        "ones for 10-20 A (at 0.04 with 800 particles an LDH stayed at 21 A "
+                        "for 15 iterations, 18 min)")
     p.add_argument("--pairs", type=int, default=30, help="recorded pairs kept per structure")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--project", default="redprior_measure_denoiser")
@@ -81,23 +81,40 @@ def held_out_manifest(history_path, count, out_json):
     return wanted
 
 
-def recorded_pairs_run(project, args, manifest):
+def parse_sets(text):
+    """[(snr, particles)] of '--sets 0.15:800,0.1:400'."""
+    try:
+        return [(float(a), int(b)) for a, b in (e.split(":") for e in text.split(",") if e)]
+    except ValueError:
+        sys.exit(f"--sets {text!r}: give SNR:PARTICLES pairs, e.g. 0.15:800,0.1:400")
+
+
+def recorded_pairs_run(project, args, manifest, snr, particles):
+    """The finished 'training maps' run of RELION intermediates of one simulated set per
+    structure (made, or reused when one with these settings exists)."""
     from redprior.protocols import ProtRedPriorTrainingMaps
     from redprior.protocols.training_maps_form import MODE_RELION, SRC_SHIPPED
 
     settings = dict(trainingMode=MODE_RELION, inputSource=SRC_SHIPPED, manifest=manifest,
                     maxStructures=0, boxSize=64, pixelSize=2.0, pairsPerStructure=args.pairs,
                     resolutionBest=3.0, resolutionWorst=25.0, seed=args.seed,
-                    relionSnrs=args.snrs, relionParticles=args.particles)
+                    relionSnrs="%g" % snr, relionParticles=particles)
     maps = TD._finished(project, ProtRedPriorTrainingMaps, settings)
     if maps is None:
         maps = project.newProtocol(ProtRedPriorTrainingMaps, numberOfMpi=3, **settings)
         TD.log(f"training maps: RELION intermediates of the held-out structures, SNR "
-               f"{args.snrs}, {args.particles} particles (progress: {maps.getLogPaths()[0]})")
+               f"{snr:g}, {particles} particles (progress: {maps.getLogPaths()[0]})")
         TD._run(project, maps)
     else:
         TD.log(f"reusing finished 'training maps' run {maps.getObjId()}")
     return maps
+
+
+def all_pairs(stores):
+    """Every pair of every store, as single_pass.evaluate reads them."""
+    for store in stores:
+        for i in range(len(store)):
+            yield store.load(i)
 
 
 def table_lines(result, source):
@@ -185,12 +202,16 @@ def main(argv=None):
     names = held_out_manifest(os.path.join(args.out, "training_history.json"),
                               args.structures, manifest)
     TD.log(f"held-out structures: {', '.join(names)}")
-    maps = recorded_pairs_run(project, args, manifest)
-    store = maps.outputPairs.getStore()
+    sets = parse_sets(args.sets)
+    stores = [recorded_pairs_run(project, args, manifest, snr, n).outputPairs.getStore()
+              for snr, n in sets]
+    pixel = stores[0].pixel_size
     result = evaluate(denoiser_fn(Denoiser(os.path.join(
-        args.out, "redprior_default_denoiser.keras")), store.pixel_size), store)
-    source = (f"{len(store)} RELION-intermediate maps of {len(names)} held-out structures "
-              f"(auto-refines at SNR {args.snrs}, {args.particles} particles)")
+        args.out, "redprior_default_denoiser.keras")), pixel), all_pairs(stores),
+        pixel_size=pixel)
+    source = (f"{sum(len(s) for s in stores)} RELION-intermediate maps of {len(names)} "
+              f"held-out structures (auto-refines of " + ", ".join(
+                  f"{n} particles at SNR {snr:g}" for snr, n in sets) + ")")
     lines = table_lines(result, source)
     print("\n".join(lines), flush=True)
     if args.write:

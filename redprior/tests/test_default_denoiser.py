@@ -184,6 +184,12 @@ class TestMeasureCommand(unittest.TestCase):
             self.M.held_out_manifest(bad, 0, out)
         self.assertIn("not_in_the_manifest", str(ctx.exception))
 
+    def test_sets_are_snr_particle_pairs(self):
+        self.assertEqual(self.M.parse_sets("0.15:800,0.1:400"), [(0.15, 800), (0.1, 400)])
+        with self.assertRaises(SystemExit) as ctx:
+            self.M.parse_sets("0.15,800")
+        self.assertIn("SNR:PARTICLES", str(ctx.exception))
+
     def test_write_keeps_the_gaussian_curve_and_the_benchmark_ramp(self):
         folder = os.path.join(self.tmp, "denoiser")
         shutil.copytree(os.path.dirname(DEFAULT_DENOISER), folder)
