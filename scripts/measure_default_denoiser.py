@@ -158,12 +158,11 @@ def write_shipped(args, result, source, lines):
                     threshold_reason=f"read from the single-pass curve on {source}")
     else:
         low, high = TD.BENCHMARK_RAMP
-        read = (f"the curve places {result['cw_low']:.1f} / {result['cw_high']:.1f} A"
-                if result["cw_low"] is not None else f"the curve places none "
-                f"({result['threshold_reason']})")
+        read = (f"{result['cw_low']:.1f} / {result['cw_high']:.1f} A ("
+                f"{result['threshold_reason']})" if result["cw_low"] is not None
+                else f"none ({result['threshold_reason']})")
         meta.update(cw_low=low, cw_high=high, threshold_reason=(
-            f"on {source} {read}; shipped ramp {low:g} / {high:g} A: "
-            f"{TD.BENCHMARK_RAMP_REASON}"))
+            f"{TD.BENCHMARK_RAMP_REASON}; the single-pass curve on {source} places {read}"))
     with open(metadata_path(model), "w") as fh:
         json.dump(meta, fh, indent=1)
     _save([("single_pass", plotSinglePass(meta, "single pass on RELION intermediates")),
