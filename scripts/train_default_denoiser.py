@@ -12,6 +12,9 @@ own protocols in a real Scipion project, on this machine's CPU:
 3. copies the model (without its optimiser state, to stay small), its metadata and loss
    history to --out, saves the viewer's figures there and writes TRAINING_REPORT.md (data,
    time, curves and the held-out single-pass figures).
+Then `scripts/measure_default_denoiser.py --write` measures the new model on what the hook
+feeds it (RELION intermediates of its held-out structures) and replaces the Gaussian-noise
+curve and per-shell table with that measurement, as for the shipped model.
 
 The Scipion project (redprior_default_denoiser under $REDPRIOR_SCIPION_ROOT or
 ./.redprior_scipion) is kept: run the command again and finished protocols with the same
