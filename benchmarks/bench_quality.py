@@ -99,7 +99,10 @@ COLUMNS = ("structure", "snr", "ctf", "seed", "method", "gt_res_05", "gt_res_014
            # (empty: the same frame)
            "red_lambda", "half_views",
            # the FSC to the truth at the masked half-maps' claimed shell (0.5 if honest)
-           "gt_fsc_at_claim")
+           "gt_fsc_at_claim",
+           # cwred-shell: which per-shell table (shell_table_sha; the first shipped one was
+           # made on Gaussian-noise maps, GAUSSIAN_TABLE_2026_11_22)
+           "shell_table_sha")
 SHIPPED_2026_11_22 = "5fbdbe7b49d8"
 # its per-shell table as shipped then (from Gaussian-noise maps; shell_table_sha)
 GAUSSIAN_TABLE_2026_11_22 = "bcf28c1cbe67"
@@ -349,7 +352,7 @@ def reevaluate():
         m = evaluate(data, out, old["method"], old["wall_s"])
         keep = ("structure", "snr", "ctf", "seed", "method", "cw_low", "cw_high",
                 "cap_at_resolution", "denoiser_input", "model_sha", "red_lambda",
-                "half_views")
+                "half_views", "shell_table_sha")
         m.update({k: old[k] for k in keep if k in old})
         with open(mfile + ".tmp", "w") as fh:
             json.dump(m, fh)
@@ -379,6 +382,8 @@ def load_rows():
                                                                          claimed)
                     if row["method"] in ("red", "cwred", "cwred-shell"):
                         row.setdefault("model_sha", SHIPPED_2026_11_22)
+                    if row["method"] == "cwred-shell":
+                        row.setdefault("shell_table_sha", GAUSSIAN_TABLE_2026_11_22)
                     rows.append(row)
     return rows
 
@@ -408,6 +413,8 @@ def _method(r):
         name += " + prior-free polish (%g A)" % r["polish_ini_high"]
     if r.get("model_sha") not in (None, SHIPPED_2026_11_22):
         name += f" (model {r['model_sha']})"
+    if r.get("shell_table_sha") not in (None, GAUSSIAN_TABLE_2026_11_22):
+        name += f" (table {r['shell_table_sha']})"
     return name
 
 
