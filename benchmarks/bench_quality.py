@@ -210,7 +210,9 @@ def shell_table_sha(path):
     """The per-shell table's identity (12 hex digits of its rows' SHA-256): the table lives in
     the model's metadata, so cwred-shell can change while the weights do not."""
     table = read_metadata(path).get("per_shell_lambda") or {}
-    return hashlib.sha256(json.dumps(table.get("lambda")).encode()).hexdigest()[:12]
+    rows = [[v if v is not None and np.isfinite(v) else None for v in row]  # NaN as null
+            for row in table.get("lambda") or []]
+    return hashlib.sha256(json.dumps(rows).encode()).hexdigest()[:12]
 
 
 def run_folder_name(method, cw, hook=None, model=None, table=None):

@@ -137,7 +137,7 @@ def table_lines(result, source):
 
 def write_shipped(args, result, source, lines):
     """The measurement into the shipped metadata, its figures and TRAINING_REPORT.md."""
-    from redprior.core.denoiser.model import metadata_path
+    from redprior.core.denoiser.model import metadata_path, read_metadata, update_metadata
     from redprior.core.denoiser.single_pass import metadata_fields
     from redprior.viewers.viewer_training import _save, plotShellLambda, plotSinglePass
 
@@ -163,8 +163,8 @@ def write_shipped(args, result, source, lines):
                 else f"none ({result['threshold_reason']})")
         meta.update(cw_low=low, cw_high=high, threshold_reason=(
             f"{TD.BENCHMARK_RAMP_REASON}; the single-pass curve on {source} places {read}"))
-    with open(metadata_path(model), "w") as fh:
-        json.dump(meta, fh, indent=1)
+    update_metadata(model, **meta)  # strict JSON: NaN (empty bins) as null
+    meta = read_metadata(model)  # as every reader sees it
     _save([("single_pass", plotSinglePass(meta, "single pass on RELION intermediates")),
            ("per_shell_lambda", plotShellLambda(meta))], args.out)
     report = os.path.join(args.out, "TRAINING_REPORT.md")
