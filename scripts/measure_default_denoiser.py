@@ -185,6 +185,7 @@ def write_shipped(args, result, source, lines):
 def main(argv=None):
     args = build_parser().parse_args(argv)
     args.out = os.path.abspath(args.out)
+    sets = parse_sets(args.sets)  # a bad --sets fails before any project is made
     TD.redprior_env.setup_environment(os.environ.get("REDPRIOR_SCIPION_ROOT")
                                       or os.path.join(os.getcwd(), ".redprior_scipion"))
     from pyworkflow.project import Manager
@@ -201,7 +202,6 @@ def main(argv=None):
     names = held_out_manifest(os.path.join(args.out, "training_history.json"),
                               args.structures, manifest)
     TD.log(f"held-out structures: {', '.join(names)}")
-    sets = parse_sets(args.sets)
     stores = [recorded_pairs_run(project, args, manifest, snr, n).outputPairs.getStore()
               for snr, n in sets]
     pixel = stores[0].pixel_size
