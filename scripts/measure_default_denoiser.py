@@ -142,8 +142,7 @@ def write_shipped(args, result, source, lines):
     from redprior.viewers.viewer_training import _save, plotShellLambda, plotSinglePass
 
     model = os.path.join(args.out, "redprior_default_denoiser.keras")
-    with open(metadata_path(model)) as fh:
-        meta = json.load(fh)
+    meta = read_metadata(model)  # names the file and the fix when it is missing
     if "single_pass_gaussian" not in meta:
         meta["single_pass_gaussian"] = dict(meta["single_pass"], measured_on=(
             "Gaussian-noise maps of the held-out structures (the training script)"))
