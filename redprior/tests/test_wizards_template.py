@@ -2,15 +2,17 @@
 
 The template test loads redprior/templates/*.json.template the way `scipion template` does
 (plugin templates -> environment -> fields -> workflow JSON -> Project.loadProtocols) and
-runs it on tiny data (box 40 at 3 A/px, 200 particles, SNR 1, no CTF): two real
-relion_refine_mpi runs, about 6 minutes on 2 cores.
-Run with `python -m pytest redprior/tests/test_wizards_template.py -q`.
+checks its graph and each protocol's validation in the default run. Running it (tiny data:
+box 40 at 3 A/px, 200 particles, SNR 1, no CTF; two real relion_refine_mpi runs, about 3 min
+on 2 cores) is `slow`: the demo test runs the same seven protocols end to end by default.
+Run with `python -m pytest redprior/tests/test_wizards_template.py -q` (add `-m slow` for the run).
 """
 import json
 import math
 import os
 
 import numpy as np
+import pytest
 
 import pwem
 from pwem.protocols import ProtImportVolumes
@@ -290,6 +292,7 @@ class TestWorkflowTemplate(BaseTest):
         # every protocol passes its own validation as loaded (inputs not produced yet aside)
         self.assertEqual(imp.validate(), [])
 
+    @pytest.mark.slow
     def test_run(self):
         prots = [self.prots[str(i)] for i in range(1, 8)]
         for prot in prots:  # in order: each one's inputs are the previous ones' outputs
