@@ -75,16 +75,18 @@ class TestBiasProtocol(BaseTest):
     def setUpClass(cls):
         setupTestProject(cls)
         _, cls.sim = simulateDemoParticles(cls, 32, 4.0, 150, 1.0, doCtf=False, seed=3)
+        # launched only by the slow test
         cls.refine = cls.newProtocol(ProtRedPriorRefine, objLabel='RED',
                                      inputParticles=cls.sim.outputParticles,
                                      referenceVolume=cls.sim.outputInitialModel,
                                      priorMode=PRIOR_RED, redLambda=1.0, numberOfMpi=3)
-        cls.launchProtocol(cls.refine)
 
     @pytest.mark.slow
     def test_noise_control_verdict(self):
-        """Slow (about 9 min on 2 cores): two auto-refines of pure noise, which converge late;
-        the verdict itself is tested on constructed maps in TestBiasMeasure."""
+        """Slow (about 11 min on 2 cores): the RED refinement, then two auto-refines of pure
+        noise, which converge late; the verdict itself is tested on constructed maps in
+        TestBiasMeasure."""
+        self.launchProtocol(self.refine)
         prot = self.newProtocol(ProtRedPriorBiasTest, refinement=self.refine, controls=1,
                                 groundTruth=self.sim.outputVolume, numberOfMpi=3)
         self.assertEqual(prot.validate(), [])
@@ -102,7 +104,12 @@ class TestBiasProtocol(BaseTest):
         with open(prot._getExtraPath('bias.json')) as fh:
             self.assertEqual(json.load(fh)['verdict'], r['verdict'])
 
-    def test_refuses_randomising_beyond_nyquist(self):
-        prot = self.newProtocol(ProtRedPriorBiasTest, refinement=self.refine, controls=2,
-                                randomiseBeyond=6.0)
-        self.assertTrue(any('coarser than Nyquist (8 Å)' in e for e in prot.validate()))
+    def test_refuses_an_unfinished_refinement_and_randomising_beyond_nyquist(self):
+        unfinished = self.newProtocol(ProtRedPriorRefine, inputParticles=self.sim.outputParticles,
+                                      referenceVolume=self.sim.outputInitialModel)
+        prot = self.newProtocol(ProtRedPriorBiasTest, refinement=unfinished, controls=2,
+                                randomiseBeyond=6.0, numberOfMpi=3)
+        errors = prot.validate()
+        self.assertEqual(len(errors), 2, errors)
+        self.assertIn('has not finished: run it first', errors[0])
+        self.assertIn('coarser than Nyquist (8 Å)', errors[1])
