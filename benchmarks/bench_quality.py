@@ -62,7 +62,7 @@ from redprior.core.structure_set import reserved as reserved_guard  # noqa: E402
 from redprior.core.structure_set import sources as training_sources  # noqa: E402
 from redprior.core.validation import metrics as validation  # noqa: E402
 from redprior.core.geometry.rotations import euler_to_matrix  # noqa: E402
-from redprior.core.denoiser.model import read_metadata  # noqa: E402
+from redprior.core.denoiser.model import finite_json, read_metadata  # noqa: E402
 from redprior.core.io.shipped import DEFAULT_DENOISER  # noqa: E402
 from redprior.core.denoiser.views import HALF_VIEWS, HALF_VIEWS_DEFAULT, HALF_VIEWS_SAME  # noqa: E402
 from redprior.core.io.mrc import read_map, write_map  # noqa: E402
@@ -210,8 +210,7 @@ def shell_table_sha(path):
     """The per-shell table's identity (12 hex digits of its rows' SHA-256): the table lives in
     the model's metadata, so cwred-shell can change while the weights do not."""
     table = read_metadata(path).get("per_shell_lambda") or {}
-    rows = [[v if v is not None and np.isfinite(v) else None for v in row]  # NaN as null
-            for row in table.get("lambda") or []]
+    rows = finite_json(table.get("lambda") or [])  # NaN as null, as the metadata writes it
     return hashlib.sha256(json.dumps(rows).encode()).hexdigest()[:12]
 
 

@@ -31,6 +31,8 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 import train_default_denoiser as TD  # noqa: E402  (sets Scipion's environment too)
 
+TD.LOG_NAME = "measure default denoiser"
+
 REPORT_HEADING = "## Single pass on RELION-intermediate maps of the held-out structures"
 
 

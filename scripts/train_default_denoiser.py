@@ -47,8 +47,11 @@ BENCHMARK_RAMP_REASON = ("measured by the quality benchmark on the held-out 3ENL
                          "over-estimated; the paper's 10 / 4.5 A kept lambda near 0 there and "
                          "gave 10.67 A) and gives lambda 0 on pure noise (the hook saw 21-26 A)")
 
+LOG_NAME = "train default denoiser"  # measure_default_denoiser.py sets its own
+
+
 def log(msg):
-    print(f"[train default denoiser {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+    print(f"[{LOG_NAME} {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
 def build_parser():

@@ -154,16 +154,16 @@ REQUIRED_KEYS = ("box", "pixel_size", "normalisation")
 def _write_json_atomic(path, obj):
     tmp = path + ".tmp"
     with open(tmp, "w") as fh:
-        json.dump(_finite_json(obj), fh, indent=1, allow_nan=False)
+        json.dump(finite_json(obj), fh, indent=1, allow_nan=False)
     os.replace(tmp, path)
 
 
-def _finite_json(obj):
+def finite_json(obj):
     """numpy -> Python, NaN/inf -> None (strict JSON readers reject NaN)."""
     if isinstance(obj, dict):
-        return {str(k): _finite_json(v) for k, v in obj.items()}
+        return {str(k): finite_json(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple, np.ndarray)):
-        return [_finite_json(v) for v in obj]
+        return [finite_json(v) for v in obj]
     if isinstance(obj, (np.integer, np.bool_)):
         return obj.item()
     if isinstance(obj, (float, np.floating)):
