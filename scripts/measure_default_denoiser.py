@@ -159,9 +159,9 @@ def write_shipped(args, result, source, lines):
                     threshold_reason=f"read from the single-pass curve on {source}")
     else:
         low, high = TD.BENCHMARK_RAMP
-        read = (f"{result['cw_low']:.1f} / {result['cw_high']:.1f} A ("
-                f"{result['threshold_reason']})" if result["cw_low"] is not None
-                else f"none ({result['threshold_reason']})")
+        read = (f"{result['cw_low']:.1f} / {result['cw_high']:.1f} A: "
+                f"{result['threshold_reason']}" if result["cw_low"] is not None
+                else f"none: {result['threshold_reason']}")
         meta.update(cw_low=low, cw_high=high, threshold_reason=(
             f"{TD.BENCHMARK_RAMP_REASON}; the single-pass curve on {source} places {read}"))
     update_metadata(model, **meta)  # strict JSON: NaN (empty bins) as null

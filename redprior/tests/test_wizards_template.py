@@ -103,14 +103,15 @@ class TestRefineWizards(BaseTest):
         form = self._show(RedPriorCwThresholdsWizard, self._refine(denoiserFile=model), 'cwLow')
         self.assertEqual(form.errors, [])
         self.assertEqual(form.vars, {'cwLow': 12.35, 'cwHigh': 6.1})
-        self.assertIn('suggested.keras', form.infos[0])
+        self.assertIn('From the single-pass curve of suggested.keras', form.infos[0])
         self.assertNotIn('Nyquist', form.infos[0])
         # what the current training code writes (top-level cw_low / cw_high), with its reason
         model = _fakeDenoiser(self.data, 'trained', cw_low=11.0, cw_high=3.5,
-                              threshold_reason='gain up to the coarsest bin measured (50.0 A)')
+                              threshold_reason='the gain reaches the coarsest bin measured (50.0 A)')
         form = self._show(RedPriorCwThresholdsWizard, self._refine(denoiserFile=model), 'cwHigh')
         self.assertEqual(form.vars, {'cwLow': 11.0, 'cwHigh': 3.5})
-        self.assertIn('coarsest bin', form.infos[0])
+        self.assertIn('The thresholds stored with trained.keras', form.infos[0])
+        self.assertIn('How they were set: the gain reaches the coarsest bin', form.infos[0])
         # 3.5 A is finer than Nyquist of the 2 A/px reference (4 A): lambda never reaches 1
         self.assertIn('Nyquist (4.00 A)', form.infos[0])
 
@@ -128,7 +129,9 @@ class TestRefineWizards(BaseTest):
         self.assertEqual(form.vars, {'cwLow': 20.0, 'cwHigh': 10.0})
         self.assertEqual(shipped_ramp(), (20.0, 10.0))  # the form's default is the same
         self.assertEqual(form.errors, [])
-        for text in ('redprior_default_denoiser.keras', 'quality benchmark', 'pure noise'):
+        for text in ('The thresholds stored with redprior_default_denoiser.keras',
+                     'How they were set: measured by the quality benchmark', 'pure noise',
+                     'places 17.3 / 7.8 A: the gain reaches the coarsest bin measured'):
             self.assertIn(text, form.infos[0])
 
     def test_thresholds_fall_back_to_the_paper(self):

@@ -154,10 +154,12 @@ class RedPriorCwThresholdsWizard(EmWizard):
             form.showError('Cannot suggest CW-RED thresholds: %s\n%s' % (exc, paper))
             return
         self._setThresholds(form, low, high)
-        msg = ('From the single-pass curve of %s: lambda 0 for maps worse than %.2f A, '
-               '1 better than %.2f A.' % (os.path.basename(path), low, high))
+        # a note means the metadata's ramp was set otherwise than read from the curve
+        source = 'The thresholds stored with' if note else 'From the single-pass curve of'
+        msg = ('%s %s: lambda 0 for maps worse than %.2f A, 1 better than %.2f A.'
+               % (source, os.path.basename(path), low, high))
         if note:
-            msg += '\nNote: %s.' % note
+            msg += '\nHow they were set: %s.' % note
         pixel = _refinePixel(prot)
         if pixel and high < 2 * pixel:
             msg += ('\nWarning: %.2f A is finer than the particles\' Nyquist (%.2f A): '

@@ -161,7 +161,8 @@ def suggest_thresholds(resolution, ratio_l2, tol=TOLERANCE):
         reason = "measured"
     else:
         low = float(d[j])
-        reason = f"gain up to the coarsest bin measured ({d[j]:.1f} A): cw_low is a lower bound"
+        reason = (f"the gain reaches the coarsest bin measured ({d[j]:.1f} A), so cw_low is a "
+                  "lower bound")
     run = r[:j + 1]
     level = float(run.min()) + tol
     i = int(np.nonzero(run <= level)[0].max())
