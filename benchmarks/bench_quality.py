@@ -102,7 +102,9 @@ COLUMNS = ("structure", "snr", "ctf", "seed", "method", "gt_res_05", "gt_res_014
            "gt_fsc_at_claim",
            # cwred-shell: which per-shell table (shell_table_sha; the first shipped one was
            # made on Gaussian-noise maps, GAUSSIAN_TABLE_2026_11_22)
-           "shell_table_sha")
+           "shell_table_sha",
+           # the hook's fixed limit of the prior in A (empty: every shell)
+           "prior_up_to")
 SHIPPED_2026_11_22 = "5fbdbe7b49d8"
 # its per-shell table as shipped then (from Gaussian-noise maps; shell_table_sha)
 GAUSSIAN_TABLE_2026_11_22 = "bcf28c1cbe67"
@@ -217,7 +219,7 @@ def shell_table_sha(path):
 def run_folder_name(method, cw, hook=None, model=None, table=None):
     """The cache folder of one method: CW-RED runs are kept per ramp (cwred_10-4.5), and runs
     with the prior get a suffix per non-default hook option (_cap, _gridded, _lambda0.5 for a
-    largest lambda other than 1), per denoiser other than the shipped one (_model-<sha>) and,
+    largest lambda other than 1, _upto8 for a prior up to 8 A), per denoiser other than the shipped one (_model-<sha>) and,
     for cwred-shell, per table other than the first shipped one (_table-<sha>), so a changed
     setting is a new refinement, never a stale cached one."""
     name = method
@@ -232,6 +234,8 @@ def run_folder_name(method, cw, hook=None, model=None, table=None):
             name += "_lambda%g" % hook["red_lambda"]
         if hook.get("half_views", HALF_VIEWS_SAME) != HALF_VIEWS_SAME:
             name += "_views-" + hook["half_views"]
+        if hook.get("prior_up_to"):
+            name += "_upto%g" % hook["prior_up_to"]
     if method in ("red", "cwred", "cwred-shell") and model and model != SHIPPED_2026_11_22:
         name += "_model-" + model
     if method == "cwred-shell" and table and table != GAUSSIAN_TABLE_2026_11_22:
@@ -410,6 +414,8 @@ def _method(r):
         name += " λ max %g" % r["red_lambda"]
     if r.get("half_views", HALF_VIEWS_SAME) != HALF_VIEWS_SAME:
         name += ", half 2 denoised " + r["half_views"]
+    if r.get("prior_up_to"):
+        name += ", prior up to %g A" % r["prior_up_to"]
     if r.get("polish_ini_high"):  # bench_polish.py: figures of the polish alone
         name += " + prior-free polish (%g A)" % r["polish_ini_high"]
     if r.get("model_sha") not in (None, SHIPPED_2026_11_22):
@@ -637,6 +643,9 @@ def main(argv=None):
                    help="the hook's --lambda: RED's lambda, CW-RED's largest (default 1)")
     p.add_argument("--half-views", choices=HALF_VIEWS, default=HALF_VIEWS_DEFAULT,
                    help="the hook's --half-views (default %(default)s)")
+    p.add_argument("--prior-up-to", type=float, default=0.0, metavar="A",
+                   help="the hook's --prior-up-to: the prior only up to this resolution "
+                        "(default 0: every shell)")
     p.add_argument("--results", default=RESULTS, help="results folder (default: %(default)s)")
     a = p.parse_args(argv)
     RESULTS, RUNS = os.path.abspath(a.results), os.path.join(os.path.abspath(a.results),
@@ -661,7 +670,7 @@ def main(argv=None):
     model = os.path.abspath(a.model)
     cw = (tuple(float(v) for v in a.cw.split(",")) if a.cw else cw_thresholds(model))
     hook = dict(cap_at_resolution=a.cap, denoiser_input=a.denoiser_input,
-                red_lambda=a.red_lambda, half_views=a.half_views)
+                red_lambda=a.red_lambda, half_views=a.half_views, prior_up_to=a.prior_up_to)
     run_grid(structures, snrs, ctfs, seeds, methods, a.particles, a.mpi, model, cw, hook)
     report()
     return 0

@@ -104,6 +104,12 @@ class TestCwredSchedule(unittest.TestCase):
         np.testing.assert_allclose(schedule.resolution_cap(11, 12), 1.0)
         np.testing.assert_allclose(schedule.resolution_cap(0, 12)[:4], [1.0, 0.75, 0.25, 0.0],
                                    atol=1e-12)
+        # a fixed limit: the last shell at or coarser than it (box 40 at 3 A: shell 6 is 20 A,
+        # shell 15 is 8 A, so 7.9 A keeps shell 15 and 8.1 A stops at 14)
+        np.testing.assert_array_equal(schedule.fixed_cap(20.0, 40, 3.0),
+                                      schedule.resolution_cap(6, 40))
+        self.assertEqual(int(np.sum(schedule.fixed_cap(7.9, 40, 3.0) == 1.0)), 16)
+        self.assertEqual(int(np.sum(schedule.fixed_cap(8.1, 40, 3.0) == 1.0)), 15)
 
 
 @unittest.skipIf(NO_RELION, NO_RELION_REASON)
@@ -268,6 +274,8 @@ class TestExreconWithRelion(unittest.TestCase):
         maps = {}
         for name, extra in (("gaussian", ["--mode", "gaussian"]),
                             ("red", ["--mode", "red", "--model", model]),
+                            # the same shell fixed: 40 px * 3 A / 20 A = shell 6
+                            ("fixed", ["--mode", "red", "--model", model, "--prior-up-to", "20"]),
                             ("capped", ["--mode", "red", "--model", model, "--cap-at-resolution"])):
             log = str(out / f"cap_{name}.jsonl")
             with contextlib.redirect_stdout(io.StringIO()):
@@ -276,6 +284,9 @@ class TestExreconWithRelion(unittest.TestCase):
                                               + extra), 0)
             maps[name] = read_map(str(out / f"cap_{name}.mrc"))[0]
         self.assertEqual(read_log(log)[0]["cap_shell"], 6)
+        self.assertEqual(read_log(str(out / "cap_fixed.jsonl"))[0]["prior_up_to"], 20.0)
+        # a fixed limit at the current resolution's shell is the same update
+        np.testing.assert_allclose(maps["fixed"], maps["capped"], rtol=0, atol=1e-6)
         # what the prior changed, per shell: |F(capped - gaussian)| / |F(red - gaussian)|
         shells = shell_index(BOX).ravel()
 

@@ -74,6 +74,10 @@ def build_parser():
                         "the half-map FSC crosses --fsc-threshold, with a %d-shell raised-cosine "
                         "edge); beyond it RELION's own prior (see core.prior.schedule."
                         "resolution_cap)" % schedule.CAP_EDGE_SHELLS)
+    p.add_argument("--prior-up-to", type=float, default=0.0, metavar="A",
+                   help="apply the prior only up to this fixed resolution (A), with the edge "
+                        "of --cap-at-resolution; beyond it RELION's own prior (core.prior."
+                        "schedule.fixed_cap); 0 (default): on every shell")
     p.add_argument("--half-views", choices=HALF_VIEWS, default=HALF_VIEWS_DEFAULT,
                    help="rotated: half 2 is denoised turned by a quarter turn about z and "
                         "turned back, so the network's orientation-dependent additions differ "
@@ -93,13 +97,15 @@ def build_parser():
 def hook_args(mode, pixel_size, log, model=None, red_lambda=1.0,
               cw_low=schedule.CW_LOW_DEFAULT, cw_high=schedule.CW_HIGH_DEFAULT,
               worker=None, keep=False, record=None, cap_at_resolution=schedule.CAP_DEFAULT,
-              denoiser_input=DIRECT, half_views=HALF_VIEWS_DEFAULT):
+              denoiser_input=DIRECT, half_views=HALF_VIEWS_DEFAULT, prior_up_to=0.0):
     """Options of redprior_exrecon (RELION appends the STAR file itself)."""
     args = ["--mode", mode, "--angpix", "%g" % pixel_size, "--log", log]
     if mode != schedule.GAUSSIAN:
         args += ["--model", model, "--lambda", "%g" % red_lambda]
         if cap_at_resolution:
             args.append("--cap-at-resolution")
+        if prior_up_to:
+            args += ["--prior-up-to", "%g" % prior_up_to]
         args += ["--half-views", half_views]
     if mode != schedule.GAUSSIAN or record:
         args += ["--denoiser-input", denoiser_input]
@@ -191,6 +197,9 @@ def run(args):
     if args.cap_at_resolution:
         cap = schedule.resolution_cap(fsc_res.shell, job.ori_size)
         shell = cap * (lam if shell is None else shell)
+    if args.prior_up_to > 0:
+        cap = schedule.fixed_cap(args.prior_up_to, job.ori_size, angpix)
+        shell = cap * (lam if shell is None else shell)
     if table is not None:
         # the scalar that goes into the log and the summaries: the mean over the shells that
         # carry the prior (minres_map .. RELION's current size), as RELION sees them
@@ -224,6 +233,8 @@ def run(args):
         rec["cw_ramp"] = [args.cw_low, args.cw_high]
     if args.cap_at_resolution:
         rec["cap_shell"] = fsc_res.shell
+    if args.prior_up_to > 0:
+        rec["prior_up_to"] = args.prior_up_to
     if shell is not None:
         rec["lambda_scalar"] = lam_scalar
         rec["lambda_shell"] = [round(float(v), 4) for v in shell[:job.r_max + 1]]
@@ -238,6 +249,8 @@ def run(args):
                   f"{used.min() if len(used) else 0:.3f}-{used.max() if len(used) else 0:.3f})")
     if args.cap_at_resolution:
         detail += f", prior only up to shell {fsc_res.shell} (the current resolution)"
+    if args.prior_up_to > 0:
+        detail += f", prior only up to {args.prior_up_to:g} A"
     print(f"redprior_exrecon: iteration {job.iteration} half {job.half or 'joined'}: "
           f"resolution {fsc_res.text}, {args.mode} lambda {lam:.3f}{detail}, {rec['seconds']:.2f} s",
           flush=True)

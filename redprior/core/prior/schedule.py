@@ -117,3 +117,14 @@ def resolution_cap(shell, n, edge=CAP_EDGE_SHELLS):
         if top + j < len(out):
             out[top + j] = 0.5 * (1.0 + np.cos(np.pi * j / (edge + 1)))
     return out
+
+
+def fixed_cap(resolution_A, n, pixel_size, edge=CAP_EDGE_SHELLS):
+    """resolution_cap() at a fixed resolution (A) instead of the current one: 1 up to the last
+    shell at or coarser than resolution_A, whatever the data reach.
+
+    Why: the papers' "train only up to an intermediate resolution, so that protein-like
+    features beyond it remain independent evidence" (Kimanius et al. 2021, section 5), applied
+    to the prior: beyond resolution_A each half's reference is its own data's."""
+    return resolution_cap(int(np.floor(n * pixel_size / float(resolution_A))), n, edge)
+
