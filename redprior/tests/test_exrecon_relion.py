@@ -394,6 +394,12 @@ class TestExreconWithRelion(unittest.TestCase):
             rc = exrecon_main([os.path.relpath(star[0], dataset), "--mode", "red", "--keep"])
         assert rc == 1
         assert "needs --model" in err.getvalue()
+        err = io.StringIO()
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+            rc = exrecon_main([os.path.relpath(star[0], dataset), "--mode", "red", "--keep",
+                               "--model", "any.keras", "--prior-up-to", "-8"])
+        assert rc == 1
+        assert "--prior-up-to -8: give a resolution in A" in err.getvalue()
 
     def test_continue_keeps_prior(self):
         """An interrupted refinement continued with --continue still calls the hook with the

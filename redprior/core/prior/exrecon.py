@@ -145,6 +145,9 @@ def check_settings(args):
     a ramp not given is the model's own (schedule.ramp_of), as on the refine form."""
     if args.mode != schedule.GAUSSIAN and not args.model:
         raise ContractError(f"--mode {args.mode} needs --model (a denoiser .keras file).")
+    if not args.prior_up_to >= 0:  # also refuses NaN
+        raise ContractError(f"--prior-up-to {args.prior_up_to:g}: give a resolution in A, "
+                            "or 0 for the prior on every shell.")
     meta = None
     if args.model and args.mode in (schedule.CWRED, schedule.CWRED_SHELL):
         from redprior.core.denoiser.model import DenoiserError, read_metadata

@@ -127,4 +127,3 @@ def fixed_cap(resolution_A, n, pixel_size, edge=CAP_EDGE_SHELLS):
     features beyond it remain independent evidence" (Kimanius et al. 2021, section 5), applied
     to the prior: beyond resolution_A each half's reference is its own data's."""
     return resolution_cap(int(np.floor(n * pixel_size / float(resolution_A))), n, edge)
-
