@@ -48,18 +48,21 @@ def make_dataset(folder):
     return folder
 
 
-def _run_refine(folder, pad):
-    out = folder / f"pad{pad}"
+def _run_refine(folder, pad, hook=True):
+    """2 iterations of relion_refine, with our program in Gaussian mode (folder padN) or,
+    hook=False, with RELION's internal reconstruction (folder internalN); same seed."""
+    out = folder / (f"pad{pad}" if hook else f"internal{pad}")
     out.mkdir()
-    hook = (f"{sys.executable} {REPO}/redprior_exrecon.py --mode gaussian --keep "
-            f"--log {out}/log.jsonl")
-    env = dict(os.environ, RELION_EXTERNAL_RECONSTRUCT_EXECUTABLE=hook)
-    cmd = ["relion_refine", "--o", f"pad{pad}/run", "--i", "particles.star", "--ref", "ref.mrc",
-           "--iter", "2", "--K", "1", "--tau2_fudge", "2", "--ini_high", "30",
+    program = (f"{sys.executable} {REPO}/redprior_exrecon.py --mode gaussian --keep "
+               f"--log {out}/log.jsonl")
+    env = dict(os.environ, RELION_EXTERNAL_RECONSTRUCT_EXECUTABLE=program)
+    cmd = ["relion_refine", "--o", f"{out.name}/run", "--i", "particles.star", "--ref",
+           "ref.mrc", "--iter", "2", "--K", "1", "--tau2_fudge", "2", "--ini_high", "30",
            "--particle_diameter", "110", "--flatten_solvent", "--zero_mask", "--oversampling",
            "1", "--healpix_order", "1", "--offset_range", "2", "--offset_step", "1", "--sym",
            "C1", "--norm", "--scale", "--j", "1", "--pad", str(pad), "--random_seed", "1",
-           "--external_reconstruct", "--dont_combine_weights_via_disc", "--preread_images"]
+           "--dont_combine_weights_via_disc", "--preread_images"]
+    cmd += ["--external_reconstruct"] if hook else []
     proc = subprocess.run(cmd, cwd=folder, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     return out
@@ -115,7 +118,7 @@ class TestCwredSchedule(unittest.TestCase):
 @unittest.skipIf(NO_RELION, NO_RELION_REASON)
 class TestExreconWithRelion(unittest.TestCase):
     """Real relion_refine runs on one simulated data set, made once for the class; each run
-    writes its own sub-folder of it (pad1, pad2, cont, killed, plain, hook)."""
+    writes its own sub-folder of it (pad1, pad2, internal2, cont, killed, plain, hook)."""
 
     @classmethod
     def setUpClass(cls):
@@ -174,6 +177,24 @@ class TestExreconWithRelion(unittest.TestCase):
                         rel = float(np.sqrt(np.mean((b - a) ** 2) / np.mean(a ** 2)))
                         # measured: 0 (RELION's program) and ~5e-11 (numpy) at box 40-64
                         assert rel < 1e-8, f"{os.path.basename(star)} pad {pad} {how}: {rel}"
+
+    def test_lambda0_refinement_is_relions_own(self):
+        """The same 2 iterations with RELION's internal reconstruction and with our program at
+        lambda 0: every iteration's map equal to float32 precision (the hook's files are
+        single-precision MRC, relion_refine reconstructs in double; measured 2e-8 and 2e-7)
+        and every particle's pose the same, so the E-step saw the same reference."""
+        hooked = self.pad_run(2)
+        internal = _run_refine(self.dataset, 2, hook=False)
+        assert not glob.glob(str(internal / "*external_reconstruct*"))  # RELION's own path
+        for it in (1, 2):
+            a, _ = read_map(str(internal / f"run_it00{it}_class001.mrc"))
+            b, _ = read_map(str(hooked / f"run_it00{it}_class001.mrc"))
+            rel = float(np.sqrt(np.mean((b - a) ** 2) / np.mean(a ** 2)))
+            assert rel < 1e-6, f"iteration {it}: relative difference {rel}"
+        p = particles_star.read_particles(str(internal / "run_it002_data.star"))
+        q = particles_star.read_particles(str(hooked / "run_it002_data.star"))
+        for key in ("rot", "tilt", "psi", "shift_x_A", "shift_y_A"):
+            np.testing.assert_array_equal(p[key], q[key], err_msg=key)
 
     def test_red_update_is_the_same_by_relion_and_by_numpy(self):
         """Update (17) with lambda 1 and relion_refine's minres_map 5: RELION's program on
