@@ -30,7 +30,7 @@ import numpy as np  # noqa: E402
 import bench_quality as bq  # noqa: E402
 from redprior.core.fourier.fsc import correlation, fsc  # noqa: E402
 from redprior.core.io.mrc import read_map  # noqa: E402
-from redprior.core.prior.exrecon import hook_args, hook_command  # noqa: E402
+from redprior.core.prior.options import hook_args, hook_command  # noqa: E402
 from redprior.core.prior.update import red_numerator  # noqa: E402
 from redprior.core.fourier.pruned import add_band_block  # noqa: E402
 from redprior.core.relion.command import RefineSettings, refine_args  # noqa: E402

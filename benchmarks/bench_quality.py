@@ -67,7 +67,7 @@ from redprior.core.io.shipped import DEFAULT_DENOISER  # noqa: E402
 from redprior.core.denoiser.views import HALF_VIEWS, HALF_VIEWS_DEFAULT, HALF_VIEWS_SAME  # noqa: E402
 from redprior.core.io.mrc import read_map, write_map  # noqa: E402
 from redprior.core.prior import schedule  # noqa: E402
-from redprior.core.prior.exrecon import DENOISER_INPUTS, DIRECT, hook_args, hook_command  # noqa: E402
+from redprior.core.prior.options import DENOISER_INPUTS, DIRECT, hook_args, hook_command  # noqa: E402
 from redprior.core.prior.history import read_log  # noqa: E402
 from redprior.core.relion.command import RefineSettings, refine_args  # noqa: E402
 from redprior.core.relion.run_folder import final_output  # noqa: E402
@@ -103,8 +103,9 @@ COLUMNS = ("structure", "snr", "ctf", "seed", "method", "gt_res_05", "gt_res_014
            # cwred-shell: which per-shell table (shell_table_sha; the first shipped one was
            # made on Gaussian-noise maps, GAUSSIAN_TABLE_2026_11_22)
            "shell_table_sha",
-           # the hook's fixed limit of the prior in A (empty: every shell)
-           "prior_up_to")
+           # the hook's fixed limit of the prior in A (empty: every shell) and whether each
+           # half's map was low-passed at the current resolution (empty: no)
+           "prior_up_to", "lowpass_reference")
 SHIPPED_2026_11_22 = "5fbdbe7b49d8"
 # its per-shell table as shipped then (from Gaussian-noise maps; shell_table_sha)
 GAUSSIAN_TABLE_2026_11_22 = "bcf28c1cbe67"
@@ -219,7 +220,8 @@ def shell_table_sha(path):
 def run_folder_name(method, cw, hook=None, model=None, table=None):
     """The cache folder of one method: CW-RED runs are kept per ramp (cwred_10-4.5), and runs
     with the prior get a suffix per non-default hook option (_cap, _gridded, _lambda0.5 for a
-    largest lambda other than 1, _upto8 for a prior up to 8 A), per denoiser other than the shipped one (_model-<sha>) and,
+    largest lambda other than 1, _upto8 for a prior up to 8 A, _trail for the hook's
+    --lowpass-reference), per denoiser other than the shipped one (_model-<sha>) and,
     for cwred-shell, per table other than the first shipped one (_table-<sha>), so a changed
     setting is a new refinement, never a stale cached one."""
     name = method
@@ -236,6 +238,8 @@ def run_folder_name(method, cw, hook=None, model=None, table=None):
             name += "_views-" + hook["half_views"]
         if hook.get("prior_up_to"):
             name += "_upto%g" % hook["prior_up_to"]
+        if hook.get("lowpass_reference"):
+            name += "_trail"
     if method in ("red", "cwred", "cwred-shell") and model and model != SHIPPED_2026_11_22:
         name += "_model-" + model
     if method == "cwred-shell" and table and table != GAUSSIAN_TABLE_2026_11_22:
@@ -357,7 +361,7 @@ def reevaluate():
         m = evaluate(data, out, old["method"], old["wall_s"])
         keep = ("structure", "snr", "ctf", "seed", "method", "cw_low", "cw_high",
                 "cap_at_resolution", "denoiser_input", "model_sha", "red_lambda",
-                "half_views", "shell_table_sha")
+                "half_views", "shell_table_sha", "prior_up_to", "lowpass_reference")
         m.update({k: old[k] for k in keep if k in old})
         with open(mfile + ".tmp", "w") as fh:
             json.dump(m, fh)
@@ -416,6 +420,8 @@ def _method(r):
         name += ", half 2 denoised " + r["half_views"]
     if r.get("prior_up_to"):
         name += ", prior up to %g A" % r["prior_up_to"]
+    if r.get("lowpass_reference"):
+        name += ", reference low-passed at the resolution"
     if r.get("polish_ini_high"):  # bench_polish.py: figures of the polish alone
         name += " + prior-free polish (%g A)" % r["polish_ini_high"]
     if r.get("model_sha") not in (None, SHIPPED_2026_11_22):
@@ -646,6 +652,9 @@ def main(argv=None):
     p.add_argument("--prior-up-to", type=float, default=0.0, metavar="A",
                    help="the hook's --prior-up-to: the prior only up to this resolution "
                         "(default 0: every shell)")
+    p.add_argument("--lowpass-reference", action="store_true",
+                   help="the hook's --lowpass-reference: each half's map low-passed at the "
+                        "current resolution (RELION 5 Blush's spectral trailing)")
     p.add_argument("--results", default=RESULTS, help="results folder (default: %(default)s)")
     a = p.parse_args(argv)
     RESULTS, RUNS = os.path.abspath(a.results), os.path.join(os.path.abspath(a.results),
@@ -670,7 +679,8 @@ def main(argv=None):
     model = os.path.abspath(a.model)
     cw = (tuple(float(v) for v in a.cw.split(",")) if a.cw else cw_thresholds(model))
     hook = dict(cap_at_resolution=a.cap, denoiser_input=a.denoiser_input,
-                red_lambda=a.red_lambda, half_views=a.half_views, prior_up_to=a.prior_up_to)
+                red_lambda=a.red_lambda, half_views=a.half_views, prior_up_to=a.prior_up_to,
+                lowpass_reference=a.lowpass_reference)
     run_grid(structures, snrs, ctfs, seeds, methods, a.particles, a.mpi, model, cw, hook)
     report()
     return 0

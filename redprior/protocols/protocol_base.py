@@ -1,7 +1,7 @@
 """What the RELION-running protocols share: how relion_refine and our hook are started.
 
 The arguments themselves are built by core.relion.command (relion_refine) and
-core.prior.exrecon.hook_args (the external-reconstruct program), so the refine protocol,
+core.prior.options.hook_args (the external-reconstruct program), so the refine protocol,
 'training maps' and the quality benchmark run RELION the same way.
 """
 import shlex
@@ -15,7 +15,7 @@ class RelionRunnerMixin:
 
     def _runRelionRefine(self, args, hookArgs, mpi, cwd=None):
         """args: relion_refine arguments (list); hookArgs: redprior_exrecon options or None."""
-        from redprior.core.prior.exrecon import hook_command
+        from redprior.core.prior.options import hook_command
 
         env = Plugin.getEnviron()
         if hookArgs is not None:

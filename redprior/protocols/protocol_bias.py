@@ -83,7 +83,7 @@ class ProtRedPriorBiasTest(RelionRunnerMixin, EMProtocol):
                       % (control, len(data), self._controlStar(control)))
 
     def refineStep(self, control, prior):
-        from redprior.core.prior.exrecon import hook_args
+        from redprior.core.prior.options import hook_args
         from redprior.core.relion.command import refine_args
         ref = self.refinement.get()
         out = self._getExtraPath('%s_%s' % (control, prior))

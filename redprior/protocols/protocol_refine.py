@@ -177,7 +177,7 @@ class ProtRedPriorRefine(RelionRunnerMixin, ProtRefine3D):
         return self._getExtraPath(EXRECON_LOG)
 
     def _hookArgs(self, socket=None):
-        from redprior.core.prior.exrecon import hook_args
+        from redprior.core.prior.options import hook_args
         return hook_args(PRIOR_MODES[self.priorMode.get()],
                          self.inputParticles.get().getSamplingRate(),
                          os.path.abspath(self.getExreconLog()),

@@ -4,7 +4,7 @@ import pyworkflow.protocol.params as params
 
 from redprior.core.denoiser.views import HALF_VIEWS_DEFAULT, HALF_VIEWS_ROTATED
 from redprior.core.prior import schedule
-from redprior.core.prior.exrecon import DENOISER_INPUTS
+from redprior.core.prior.options import DENOISER_INPUTS
 
 PRIOR_GAUSSIAN, PRIOR_RED, PRIOR_CWRED, PRIOR_CWRED_SHELL = 0, 1, 2, 3
 PRIOR_MODES = list(schedule.MODES)  # form index -> the hook's --mode

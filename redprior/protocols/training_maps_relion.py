@@ -105,7 +105,7 @@ class RelionIntermediatesMixin(RelionRunnerMixin):
         return out
 
     def _runRelion(self, cwd, star, ref, out, recFolder, pixel, ctf):
-        from redprior.core.prior.exrecon import hook_args
+        from redprior.core.prior.options import hook_args
         from redprior.core.relion.command import RefineSettings, refine_args
 
         work = os.path.abspath(cwd) if cwd else os.getcwd()

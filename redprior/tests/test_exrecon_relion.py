@@ -324,6 +324,46 @@ class TestExreconWithRelion(unittest.TestCase):
         beyond = ratio[6 + schedule.CAP_EDGE_SHELLS + 1:r_max + 1]
         self.assertLess(beyond.max(), 0.2)
 
+    def test_lowpass_reference_cuts_a_half_map_at_the_resolution(self):
+        """--lowpass-reference on a real half-1 call: the map RELION gets back is the RED map
+        up to the current resolution's shell, nothing beyond its edge (data and prior alike);
+        the final joined call is left whole."""
+        from redprior.core.fourier.grid import shell_index
+        from redprior.tests.placeholder_model import write_placeholder_model
+
+        out = self.pad_run(2)
+        self.chdir(self.dataset)
+        star = os.path.relpath(sorted(glob.glob(str(out / "run_it002*_external_reconstruct.star")))[0],
+                               self.dataset)
+        model = write_placeholder_model(str(out / "trail.keras"), BOX, PIX)
+        red = ["--keep", "--mode", "red", "--model", model, "--angpix", str(PIX)]
+        maps, logs = {}, {}
+        for half in ("half1", "joined"):
+            name = f"trail_it002_{half}_class001_external_reconstruct.star".replace("_joined", "")
+            job_star = _with_fsc(star, str(out / name), 6)  # crosses 0.143 after shell 6
+            for trail in ((), ("--lowpass-reference",)):
+                key = (half, bool(trail))
+                logs[key] = str(out / f"trail_{half}_{bool(trail)}.jsonl")
+                with contextlib.redirect_stdout(io.StringIO()):
+                    self.assertEqual(exrecon_main([job_star, *red, *trail, "--log", logs[key],
+                                                   "--o", str(out / "trail.mrc")]), 0)
+                maps[key] = read_map(str(out / "trail.mrc"))[0]
+        shells = shell_index(BOX).ravel()
+
+        def amplitude(x):
+            return np.sqrt(np.bincount(shells, np.abs(np.fft.rfftn(x)).ravel() ** 2,
+                                       BOX)[:BOX // 2 + 1])
+
+        whole, cut = amplitude(maps["half1", False]), amplitude(maps["half1", True])
+        np.testing.assert_allclose(cut[:7], whole[:7], rtol=1e-4)
+        # the raised-cosine edge (0.75, 0.25 of the amplitude), then nothing
+        np.testing.assert_allclose(cut[7:9] / whole[7:9], [0.75, 0.25], atol=1e-3)
+        self.assertLess(cut[9:].max(), 1e-5 * whole[1:7].max())
+        self.assertGreater(whole[9:].max(), 1e-2 * whole[1:7].max())
+        self.assertEqual(read_log(logs["half1", True])[0]["lowpass_shell"], 6)
+        self.assertNotIn("lowpass_shell", read_log(logs["joined", True])[0])
+        np.testing.assert_array_equal(maps["joined", True], maps["joined", False])
+
     def test_half_views_rotated_turns_the_frame_back(self):
         """--half-views rotated on a real half-2 call: with a denoiser that does not depend on
         the grid's orientation (the placeholder's isotropic Gaussian) the map RELION gets back

@@ -2,7 +2,7 @@
 import subprocess
 import unittest
 
-from redprior.core.prior.exrecon import build_parser, hook_args, hook_command
+from redprior.core.prior.options import build_parser, hook_args, hook_command
 from redprior.core.relion.command import RefineSettings, continue_args, refine_args
 
 
@@ -36,11 +36,13 @@ class TestRefineArgs(unittest.TestCase):
 class TestHookCommand(unittest.TestCase):
     def test_hook_args_parse_back_to_the_same_settings(self):
         args = hook_args('cwred', 2.0, '/tmp/log', model='/m dir/m.keras', red_lambda=0.5,
-                         cw_low=12, cw_high=6, worker='/tmp/s.sock', keep=True)
+                         cw_low=12, cw_high=6, worker='/tmp/s.sock', keep=True,
+                         prior_up_to=8, lowpass_reference=True)
         ns = build_parser().parse_args(args + ['x.star'])
         self.assertEqual((ns.mode, ns.angpix, ns.model, ns.lam, ns.cw_low, ns.cw_high),
                          ('cwred', 2.0, '/m dir/m.keras', 0.5, 12.0, 6.0))
-        self.assertTrue(ns.keep)
+        self.assertEqual((ns.prior_up_to, ns.lowpass_reference, ns.keep), (8.0, True, True))
+        self.assertFalse(build_parser().parse_args(['x.star']).lowpass_reference)
         self.assertEqual(ns.worker, '/tmp/s.sock')
 
     def test_gaussian_needs_no_model(self):

@@ -107,9 +107,10 @@ def resolution_cap(shell, n, edge=CAP_EDGE_SHELLS):
     raised cosine to 0 over `edge` shells beyond, 0 further out.
 
     Why: the denoiser puts features into both half-maps alike; beyond the resolution the data
-    support, those features correlate the halves and the FSC runs ahead of the truth (RELION 5's
-    Blush limits its prior the same way, its "spectral trailing"). Up to `shell` the data
-    already agree, so the prior can help there without claiming resolution."""
+    support, those features correlate the halves and the FSC runs ahead of the truth. Up to
+    `shell` the data already agree, so the prior can help there without claiming resolution.
+    (RELION 5's Blush goes further, its "spectral trailing": the whole map, data too, is cut
+    there; the hook's --lowpass-reference applies this profile so.)"""
     out = np.zeros(int(n))
     top = min(max(int(shell), 0), len(out) - 1)
     out[:top + 1] = 1.0
