@@ -68,6 +68,14 @@ def _run_refine(folder, pad, hook=True):
     return out
 
 
+def _shell_amplitude(vol):
+    """The Fourier amplitude of a BOX^3 map per shell 0..BOX/2 (root of the summed power)."""
+    from redprior.core.fourier.grid import shell_index
+
+    power = np.abs(np.fft.rfftn(vol)).ravel() ** 2
+    return np.sqrt(np.bincount(shell_index(BOX).ravel(), power, BOX)[:BOX // 2 + 1])
+
+
 def _with_fsc(star, new_star, last_shell):
     """A copy of RELION's STAR whose FSC is 0.9 up to last_shell and 0.05 beyond."""
     with open(star) as fh:
@@ -281,7 +289,6 @@ class TestExreconWithRelion(unittest.TestCase):
     def test_cap_keeps_the_prior_out_beyond_the_resolution(self):
         """--cap-at-resolution: the RED update equals RELION's own (Gaussian) beyond the
         current resolution's shell plus the edge, and still differs from it below."""
-        from redprior.core.fourier.grid import shell_index
         from redprior.tests.placeholder_model import write_placeholder_model
 
         out = self.pad_run(2)
@@ -309,14 +316,9 @@ class TestExreconWithRelion(unittest.TestCase):
         # a fixed limit at the current resolution's shell is the same update
         np.testing.assert_allclose(maps["fixed"], maps["capped"], rtol=0, atol=1e-6)
         # what the prior changed, per shell: |F(capped - gaussian)| / |F(red - gaussian)|
-        shells = shell_index(BOX).ravel()
 
-        def amplitude(x):
-            return np.sqrt(np.bincount(shells, np.abs(np.fft.rfftn(x)).ravel() ** 2,
-                                       BOX)[:BOX // 2 + 1])
-
-        ratio = (amplitude(maps["capped"] - maps["gaussian"])
-                 / amplitude(maps["red"] - maps["gaussian"]))
+        ratio = (_shell_amplitude(maps["capped"] - maps["gaussian"])
+                 / _shell_amplitude(maps["red"] - maps["gaussian"]))
         r_max = read_log(log)[0]["current_size"] // 2
         # measured: 1.0 at shells 5-6, 0.72 and 0.31 on the edge (lambda 0.75, 0.25), 0.10-0.14
         # beyond: what the real-space window of the padded box leaks from the shells below
@@ -328,7 +330,6 @@ class TestExreconWithRelion(unittest.TestCase):
         """--lowpass-reference on a real half-1 call: the map RELION gets back is the RED map
         up to the current resolution's shell, nothing beyond its edge (data and prior alike);
         the final joined call is left whole."""
-        from redprior.core.fourier.grid import shell_index
         from redprior.tests.placeholder_model import write_placeholder_model
 
         out = self.pad_run(2)
@@ -338,8 +339,9 @@ class TestExreconWithRelion(unittest.TestCase):
         model = write_placeholder_model(str(out / "trail.keras"), BOX, PIX)
         red = ["--keep", "--mode", "red", "--model", model, "--angpix", str(PIX)]
         maps, logs = {}, {}
-        for half in ("half1", "joined"):
-            name = f"trail_it002_{half}_class001_external_reconstruct.star".replace("_joined", "")
+        # the half comes from the file name, as RELION names it (none: the final joined call)
+        for half, name in (("half1", "trail_it002_half1_class001_external_reconstruct.star"),
+                           ("joined", "trail_it002_class001_external_reconstruct.star")):
             job_star = _with_fsc(star, str(out / name), 6)  # crosses 0.143 after shell 6
             for trail in ((), ("--lowpass-reference",)):
                 key = (half, bool(trail))
@@ -348,13 +350,8 @@ class TestExreconWithRelion(unittest.TestCase):
                     self.assertEqual(exrecon_main([job_star, *red, *trail, "--log", logs[key],
                                                    "--o", str(out / "trail.mrc")]), 0)
                 maps[key] = read_map(str(out / "trail.mrc"))[0]
-        shells = shell_index(BOX).ravel()
 
-        def amplitude(x):
-            return np.sqrt(np.bincount(shells, np.abs(np.fft.rfftn(x)).ravel() ** 2,
-                                       BOX)[:BOX // 2 + 1])
-
-        whole, cut = amplitude(maps["half1", False]), amplitude(maps["half1", True])
+        whole, cut = _shell_amplitude(maps["half1", False]), _shell_amplitude(maps["half1", True])
         np.testing.assert_allclose(cut[:7], whole[:7], rtol=1e-4)
         # the raised-cosine edge (0.75, 0.25 of the amplitude), then nothing
         np.testing.assert_allclose(cut[7:9] / whole[7:9], [0.75, 0.25], atol=1e-3)

@@ -114,6 +114,7 @@ def hook_command(args, python=None):
 
 
 def _exrecon_doc():
+    """The program's own docstring; imported here, not at the top, since exrecon imports us."""
     from . import exrecon
 
     return exrecon.__doc__
