@@ -192,6 +192,7 @@ class ProtRedPriorRefine(RelionRunnerMixin, ProtRefine3D):
         it tests the prior as this refinement applied it)."""
         from redprior.core.denoiser.views import HALF_VIEWS_ROTATED, HALF_VIEWS_SAME
         return dict(cap_at_resolution=self.capAtResolution.get(),
+                    lowpass_reference=self.lowpassReference.get(),
                     denoiser_input=DENOISER_INPUTS[self.denoiserInput.get()],
                     half_views=HALF_VIEWS_ROTATED if self.halfViews.get() else HALF_VIEWS_SAME)
 
@@ -316,9 +317,11 @@ class ProtRedPriorRefine(RelionRunnerMixin, ProtRefine3D):
         hist = schedule_history(s['lambda_history'])
         prior = PRIOR_LABELS[self.priorMode.get()]
         if self.priorMode.get() != PRIOR_GAUSSIAN:
-            prior += ' (%s; %s; denoiser input: %s)' % (
+            prior += ' (%s%s; %s; denoiser input: %s)' % (
                 'only up to the current resolution' if self.capAtResolution.get()
                 else 'on every shell',
+                "; each half's reference low-passed at the resolution"
+                if self.lowpassReference.get() else '',
                 'the halves denoised in different frames' if self.halfViews.get()
                 else 'both halves denoised in one frame',
                 DENOISER_INPUT_LABELS[self.denoiserInput.get()])

@@ -83,11 +83,18 @@ class TestRedPriorRefine(BaseTest):
 
     def test_cwred_pad1(self):
         prot = self._refine('CW-RED pad 1', PRIOR_CWRED, 1, cwLow=10.0, cwHigh=6.5,
-                            halfViews=False)
+                            halfViews=False, lowpassReference=True)
         self._checkOutputs(prot)
         log = read_log(prot.getExreconLog())
         self.assertEqual({r['half_views'] for r in log}, {'same'})
         self.assertIn('both halves denoised in one frame', prot.summary()[0])
+        # each half's map that crossed was cut at its shell; the joined final map never
+        self.assertIn("each half's reference low-passed at the resolution", prot.summary()[0])
+        cut = [r for r in log if 'lowpass_shell' in r]
+        self.assertGreaterEqual(len(cut), 4)
+        self.assertTrue(all(r['half'] in (1, 2) and r['resolution'] is not None for r in cut))
+        self.assertNotIn('lowpass_shell', log[-1])
+        self.assertEqual(log[-1]['half'], 0)
         for r in log:
             res = r['resolution'] if r['resolution'] is not None else float('inf')
             self.assertAlmostEqual(r['lambda'], schedule.cwred_lambda(res, 10.0, 6.5), places=6)

@@ -48,6 +48,11 @@ class TestHookCommand(unittest.TestCase):
     def test_gaussian_needs_no_model(self):
         ns = build_parser().parse_args(hook_args('gaussian', 1.5, 'l.jsonl') + ['x.star'])
         self.assertEqual((ns.mode, ns.model), ('gaussian', None))
+        # the Gaussian prior stays RELION's own: a prior's options do not reach it
+        # (the prior-bias test's control refines with the refinement's options)
+        ns = build_parser().parse_args(hook_args('gaussian', 1.5, 'l.jsonl', lowpass_reference=True,
+                                                 cap_at_resolution=True) + ['x.star'])
+        self.assertEqual((ns.lowpass_reference, ns.cap_at_resolution), (False, False))
 
     def test_command_runs_through_a_shell_as_relion_runs_it(self):
         # RELION appends the STAR path and runs the string through the shell

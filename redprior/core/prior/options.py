@@ -92,10 +92,10 @@ def hook_args(mode, pixel_size, log, model=None, red_lambda=1.0,
         if prior_up_to:
             args += ["--prior-up-to", "%g" % prior_up_to]
         args += ["--half-views", half_views]
+        if lowpass_reference:  # a prior's option: the Gaussian prior stays RELION's own
+            args.append("--lowpass-reference")
     if mode != schedule.GAUSSIAN or record:
         args += ["--denoiser-input", denoiser_input]
-    if lowpass_reference:
-        args.append("--lowpass-reference")
     if mode in (schedule.CWRED, schedule.CWRED_SHELL):
         args += ["--cw-low", "%g" % cw_low, "--cw-high", "%g" % cw_high]
     if worker:
