@@ -482,78 +482,102 @@ MIN_MEAN_FSC_SHARE = 0.9
 MAX_EXTRA_SHELLS = 1
 
 
-def default_pairs(rows):
+CANDIDATES = {"_trail": "the reference low-passed at the resolution (--lowpass-reference)"}
+
+
+def default_pairs(rows, suffix=""):
     """(plain, CW-RED) per data set, CW-RED as shipped: the shipped model and ramp, every
-    hook option at its default. Data sets whose only such run predates issue 11 use that one
-    (gridded x~), marked in the table."""
+    hook option at its default, or with the candidate setting of run folder `suffix`. Data
+    sets whose only shipped run predates issue 11 use that one (gridded x~), marked."""
     ramp = cw_thresholds(DEFAULT_DENOISER)
-    name = run_folder_name("cwred", ramp)
+    name = run_folder_name("cwred", ramp) + suffix
     pairs = []
     for key in sorted({(r["structure"], r["snr"], r["ctf"], r["seed"]) for r in rows}):
         runs = {r["run"]: r for r in rows
                 if (r["structure"], r["snr"], r["ctf"], r["seed"]) == key}
-        cw = runs.get(name) or runs.get(name + "_gridded")
+        cw = runs.get(name) or (None if suffix else runs.get(name + "_gridded"))
         if "plain" in runs and cw is not None:
             pairs.append((runs["plain"], cw))
     return pairs
 
 
+def _pair_row(p, c):
+    return "| " + " | ".join([
+        p["structure"], f"{p['snr']:g}", str(p["ctf"]), str(p["seed"]),
+        f"{_fmt(p['gt_res_05'], p['gt_res_05_crossed'])} -> "
+        f"{_fmt(c['gt_res_05'], c['gt_res_05_crossed'])}"
+        + (" (gridded)" if c["run"].endswith("_gridded") else ""),
+        f"{p['gt_fsc_mean']:.3f} -> {c['gt_fsc_mean']:.3f}",
+        f"{p['overestimation_shells']} -> {c['overestimation_shells']}",
+        f"{_fmt(p['gt_fsc_at_claim'])} -> {_fmt(c['gt_fsc_at_claim'])}",
+        f"{p['ang_err_median']:.1f} / {p['ang_err_p90']:.1f} -> "
+        f"{c['ang_err_median']:.1f} / {c['ang_err_p90']:.1f}"]) + " |"
+
+
+def criteria_counts(pairs):
+    """The issue-12 criteria over (plain, CW-RED) pairs: a list of (text, holds)."""
+    n = len(pairs)
+    res_ok = sum(c["gt_res_05"] <= p["gt_res_05"] + 1e-6 for p, c in pairs)
+    mean_ok = sum(c["gt_fsc_mean"] > p["gt_fsc_mean"] for p, c in pairs)
+    shells_ok = sum(c["overestimation_shells"] <= p["overestimation_shells"] + MAX_EXTRA_SHELLS
+                    for p, c in pairs)
+    med_ok = sum(c["ang_err_median"] <= p["ang_err_median"] for p, c in pairs)
+    p90_ok = sum(c["ang_err_p90"] <= p["ang_err_p90"] for p, c in pairs)
+    gains = [p["gt_res_05"] - c["gt_res_05"] for p, c in pairs
+             if GAIN_WINDOW_A[0] <= p["gt_res_05"] <= GAIN_WINDOW_A[1]]
+    window = f"between {GAIN_WINDOW_A[0]:g} and {GAIN_WINDOW_A[1]:g} A"
+    median_gain = float(np.median(gains)) if gains else None
+    return [
+        (f"FSC to truth at 0.5 never worse than plain RELION: {res_ok} of {n}", res_ok == n),
+        (f"mean FSC to truth higher: {mean_ok} of {n}, needed {MIN_MEAN_FSC_SHARE:.0%}",
+         mean_ok >= MIN_MEAN_FSC_SHARE * n),
+        ((f"median gain at 0.5 over the {len(gains)} pairs where plain RELION ends {window}: "
+          f"{median_gain:.2f} A, needed {MIN_MEDIAN_GAIN_A:g}", median_gain >= MIN_MEDIAN_GAIN_A)
+         if gains else (f"median gain at 0.5: no pair where plain RELION ends {window} yet",
+                        False)),
+        (f"over-estimation at most {MAX_EXTRA_SHELLS} shell beyond plain RELION's: "
+         f"{shells_ok} of {n}", shells_ok == n),
+        (f"angular error not worse: median {med_ok} of {n}, p90 {p90_ok} of {n}",
+         med_ok == n and p90_ok == n)]
+
+
+def _verdicts(counts):
+    return ["* %s (%s)" % (text, "holds" if ok else "FAILS") for text, ok in counts]
+
+
+PAIR_HEADER = ["| structure | SNR | CTF | seed | FSC truth 0.5 (A) plain -> CW-RED "
+               "| mean FSC truth | overest. shells | FSC truth at the half-maps' claim "
+               "| ang. err. median / p90 (deg) |", "|" + "---|" * 9]
+
+
 def criteria(rows):
-    """Markdown: one line per plain / CW-RED pair and the issue-12 criteria, counted."""
+    """Markdown: one line per plain / CW-RED pair and the issue-12 criteria, counted; then
+    the same for each candidate hook setting where it has run, next to the shipped CW-RED's
+    counts over the same data sets."""
     pairs = default_pairs(rows)
     if not pairs:
         return []
     lines = ["Acceptance criteria (issue 12) over the plain / CW-RED pairs, CW-RED as shipped "
              "(model %s, ramp %g / %g A, default hook options; '(gridded)': the run predates "
              "the direct x~):" % ((SHIPPED_2026_11_22,) + tuple(cw_thresholds(DEFAULT_DENOISER))),
-             "",
-             "| structure | SNR | CTF | seed | FSC truth 0.5 (A) plain -> CW-RED | mean FSC truth "
-             "| overest. shells | FSC truth at the half-maps' claim | ang. err. median / p90 "
-             "(deg) |", "|" + "---|" * 9]
-    res_ok = mean_ok = shells_ok = med_ok = p90_ok = 0
-    gains = []
-    for p, c in pairs:
-        res_ok += c["gt_res_05"] <= p["gt_res_05"] + 1e-6
-        mean_ok += c["gt_fsc_mean"] > p["gt_fsc_mean"]
-        shells_ok += c["overestimation_shells"] <= p["overestimation_shells"] + MAX_EXTRA_SHELLS
-        med_ok += c["ang_err_median"] <= p["ang_err_median"]
-        p90_ok += c["ang_err_p90"] <= p["ang_err_p90"]
-        if GAIN_WINDOW_A[0] <= p["gt_res_05"] <= GAIN_WINDOW_A[1]:
-            gains.append(p["gt_res_05"] - c["gt_res_05"])
-        lines.append("| " + " | ".join([
-            p["structure"], f"{p['snr']:g}", str(p["ctf"]), str(p["seed"]),
-            f"{_fmt(p['gt_res_05'], p['gt_res_05_crossed'])} -> "
-            f"{_fmt(c['gt_res_05'], c['gt_res_05_crossed'])}"
-            + (" (gridded)" if c["run"].endswith("_gridded") else ""),
-            f"{p['gt_fsc_mean']:.3f} -> {c['gt_fsc_mean']:.3f}",
-            f"{p['overestimation_shells']} -> {c['overestimation_shells']}",
-            f"{_fmt(p['gt_fsc_at_claim'])} -> {_fmt(c['gt_fsc_at_claim'])}",
-            f"{p['ang_err_median']:.1f} / {p['ang_err_p90']:.1f} -> "
-            f"{c['ang_err_median']:.1f} / {c['ang_err_p90']:.1f}"]) + " |")
-    n = len(pairs)
-    median_gain = float(np.median(gains)) if gains else None
-
-    def verdict(ok):
-        return "holds" if ok else "FAILS"
-    lines += ["", f"Over {n} pairs:",
-              f"* FSC to truth at 0.5 never worse than plain RELION: {res_ok} of {n} "
-              f"({verdict(res_ok == n)})",
-              f"* mean FSC to truth higher: {mean_ok} of {n}, needed "
-              f"{MIN_MEAN_FSC_SHARE:.0%} ({verdict(mean_ok >= MIN_MEAN_FSC_SHARE * n)})",
-              (f"* median gain at 0.5 over the {len(gains)} pairs where plain RELION ends "
-               f"between {GAIN_WINDOW_A[0]:g} and {GAIN_WINDOW_A[1]:g} A: {median_gain:.2f} A, "
-               f"needed {MIN_MEDIAN_GAIN_A:g} ({verdict(median_gain >= MIN_MEDIAN_GAIN_A)})"
-               if gains else "* median gain at 0.5: no pair where plain RELION ends between "
-               f"{GAIN_WINDOW_A[0]:g} and {GAIN_WINDOW_A[1]:g} A yet"),
-              f"* over-estimation at most {MAX_EXTRA_SHELLS} shell beyond plain RELION's: "
-              f"{shells_ok} of {n} ({verdict(shells_ok == n)})",
-              f"* angular error not worse: median {med_ok} of {n}, p90 {p90_ok} of {n} "
-              f"({verdict(med_ok == n and p90_ok == n)})",
-              "",
-              "FSC truth at the half-maps' claim: the masked FSC to the truth at the masked "
+             ""] + PAIR_HEADER + [_pair_row(p, c) for p, c in pairs]
+    lines += ["", f"Over {len(pairs)} pairs:"] + _verdicts(criteria_counts(pairs))
+    lines += ["", "FSC truth at the half-maps' claim: the masked FSC to the truth at the masked "
               "half-maps' 0.143 resolution (core.validation.metrics.fsc_at_claim); 0.5 if that "
               "claim is honest, lower if it over-claims (the size of an over-claim that the "
               "shell count hides where the FSC to the truth runs flat)."]
+    shipped = {(p["structure"], p["snr"], p["ctf"], p["seed"]): c for p, c in pairs}
+    for suffix, what in CANDIDATES.items():
+        cand = default_pairs(rows, suffix)
+        if not cand:
+            continue
+        keys = [(p["structure"], p["snr"], p["ctf"], p["seed"]) for p, _ in cand]
+        same = [(p, shipped[k]) for (p, _), k in zip(cand, keys) if k in shipped]
+        lines += ["", f"Candidate: CW-RED with {what}, over the {len(cand)} data sets where "
+                  "it has run:", ""] + PAIR_HEADER + [_pair_row(p, c) for p, c in cand]
+        lines += ["", f"Over these {len(cand)} pairs:"] + _verdicts(criteria_counts(cand))
+        lines += ["", f"The shipped CW-RED over the same {len(same)} data sets:"]
+        lines += _verdicts(criteria_counts(same))
     return lines
 
 
